@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class WorkerPing(models.Model):
+    """A round trip through the broker to a worker, requested from the system page or a check.
+
+    It proves that the web process, the broker and at least one worker are wired together, and
+    measures how long a task waits in the queue.
+    """
+
+    requested_at = models.DateTimeField(auto_now_add=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    answered_at = models.DateTimeField(null=True, blank=True)
+    worker_hostname = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"ping {self.pk} ({'answered' if self.answered_at else 'waiting'})"
+
+    @property
+    def round_trip_ms(self) -> float | None:
+        if self.answered_at is None:
+            return None
+        return (self.answered_at - self.requested_at).total_seconds() * 1000

@@ -1,0 +1,168 @@
+"""Shared fixtures: real services only — a Celery worker process, headless Chromium, users by role."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM calls from that thread
+# are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def database_url_for(settings_dict: dict) -> str:
+    """The DATABASE_URL that points a subprocess at the database this test session uses."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{auth}{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess whose log is collected for assertions and failures."""
+
+    def __init__(self, env: dict[str, str], name: str, extra_args: list[str] | None = None) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "sage", "worker", "--loglevel=INFO", "--concurrency=2",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
+             *(extra_args or [])],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Celery worker did not start:\n{self.log[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[WorkerProcess]:
+    """A worker consuming from the session's Redis broker and writing to the test database."""
+    from django.conf import settings
+    from django.db import connections
+
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("needs CELERY_BROKER_URL=redis://… (./run test starts a throwaway Redis)")
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for(connections["default"].settings_dict)
+    worker = WorkerProcess(env, name="pytest")
+    worker.wait_ready()
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = os.environ.get("SAGE_BROWSER", "/usr/bin/chromium")
+    if not Path(executable).exists():
+        pytest.skip(f"headless Chromium not found at {executable} (./run test installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def browser_login(page, live_server, username: str, password: str) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def make_user(db):
+    from tests.factories import UserFactory
+
+    def make(*roles: str, **kwargs):
+        return UserFactory(roles=roles, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def reviewer(make_user):
+    return make_user("reviewer", username="rita")
+
+
+@pytest.fixture
+def analyst(make_user):
+    return make_user("analyst", username="andy")
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("admin", username="ada")
