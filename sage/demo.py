@@ -33,11 +33,17 @@ def demo_users_load() -> list[str]:
     return [f"{len(DEMO_USERS)} demo users ({', '.join(u.username for u in DEMO_USERS)})"]
 
 
-# Later apps append their loaders (policy, traffic, labels, judge runs) in loop order.
-DEMO_STEPS: list[Callable[[], list[str]]] = [demo_users_load]
+# In the order of the loop: each step may rely on the ones before it. Each app owns its step.
+DEMO_STEPS: list[str] = [
+    "sage.demo.demo_users_load",
+    "policy.demo.demo_policy_load",
+    # Other apps add their steps here as they land (precedents, traffic, labels, judge runs).
+]
 
 
 def demo_load(*, log: Callable[[str], None] = lambda _: None) -> None:
-    for step in DEMO_STEPS:
-        for line in step():
+    from django.utils.module_loading import import_string
+
+    for path in DEMO_STEPS:
+        for line in import_string(path)():
             log(line)

@@ -54,3 +54,21 @@ def user_upsert(
         user.save()
         user.groups.set(Group.objects.filter(name__in=[Role(r).value for r in roles]))
     return user, created
+
+
+def api_token_create(*, user: AbstractUser, name: str) -> tuple["ApiToken", str]:
+    """Returns the token row and the plain key, which is never stored and cannot be shown again."""
+    import secrets
+
+    from .api import hash_key
+    from .models import ApiToken
+
+    key = "sage_" + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name[:100], prefix=key[:12], key_hash=hash_key(key))
+    return token, key
+
+
+def api_token_revoke(*, token: "ApiToken") -> None:
+    from .models import ApiToken
+
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
