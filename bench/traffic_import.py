@@ -1,0 +1,78 @@
+"""Benchmark: import a synthetic traffic file into the configured database and report rows/s.
+
+    DATABASE_URL=postgres://… .venv/bin/python bench/traffic_import.py --rows 200000
+
+Generates a JSONL file (two variants, 20 results per query, ~300-character passages, half the
+documents shared between the variants as in a real A/B ramp), migrates, then times the real import
+service (`traffic.services.traffic_import`) end to end: parse, hash, stage, set-based insert, commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sage.settings")
+
+WORDS = ("spinach blanch minutes water boil vitamin health education bachelor science profile delete game "
+         "target shooting approved range passage answer query search result relevance").split()
+
+
+def write_file(path: Path, rows: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    depth = 20
+    with path.open("w", encoding="utf-8") as fh:
+        for n in range(rows):
+            q, rank0 = divmod(n // 2, depth)
+            variant = "control" if n % 2 == 0 else "treatment"
+            shared = rank0 % 2 == 0
+            doc = f"q{q}-d{rank0}" if shared else f"q{q}-{variant}-d{rank0}"
+            body = " ".join(rng.choice(WORDS) for _ in range(45))
+            fh.write(json.dumps({"variant": variant, "query": f"synthetic query {q}", "rank": rank0 + 1,
+                                 "doc_id": doc, "title": f"Document {doc}", "url": f"https://example.com/{doc}",
+                                 "body": f"{doc} {body}", "segment": ("head", "torso", "tail")[q % 3]}) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=1, help="fresh surfaces, one import each")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from policy.services import surface_get_or_create
+    from traffic.services import traffic_import, variant_get_or_create
+
+    call_command("migrate", verbosity=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "traffic.jsonl"
+        write_file(path, args.rows)
+        size_mb = path.stat().st_size / 1e6
+        print(f"database: {connection.vendor} · file: {args.rows:,} rows, {size_mb:.1f} MB")
+        for i in range(args.repeat):
+            surface = surface_get_or_create(slug=f"bench-{time.time_ns()}", name="bench")
+            for name, role in (("control", "control"), ("treatment", "treatment")):
+                variant_get_or_create(surface=surface, name=name, role=role)
+            started = time.perf_counter()
+            with path.open("rb") as fh:
+                result = traffic_import(surface=surface, source=fh, filename=f"bench-{i}.jsonl")
+            seconds = time.perf_counter() - started
+            stats = result.traffic_import.stats
+            print(f"run {i + 1}: {args.rows:,} rows in {seconds:.2f}s = {args.rows / seconds:,.0f} rows/s "
+                  f"({stats['new_items']:,} new items, {stats['new_documents']:,} new documents)")
+
+
+if __name__ == "__main__":
+    main()

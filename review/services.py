@@ -1,0 +1,280 @@
+"""Writes of human review: queues, assignment, labels (revisioned, never overwritten), label import."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import IO, Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from policy.models import PolicyVersion
+from sage.roles import Role, has_role
+from traffic.models import Item, Sample, SampleItem
+from traffic.rows import ImportRowError, decoded_lines, query_hash
+
+from .models import MAX_RATIONALE_CHARS, Assignment, HumanLabel, ReviewQueue
+
+
+class ReviewError(Exception):
+    """A problem the user can fix; the message is shown as is."""
+
+
+class ReviewPermissionError(ReviewError):
+    pass
+
+
+class LabelError(ReviewError):
+    pass
+
+
+class StaleLabelError(LabelError):
+    """The label being corrected is no longer the latest revision."""
+
+
+# --- queues --------------------------------------------------------------------------------------
+
+def review_queue_create(*, name: str, sample: Sample, policy_version: PolicyVersion,
+                        reviewers: Iterable[AbstractBaseUser], overlap: int = 2, instructions: str = "",
+                        user: AbstractBaseUser) -> ReviewQueue:
+    if not has_role(user, Role.ANALYST):
+        raise ReviewPermissionError("Only analysts and admins can create review queues.")
+    if not policy_version.is_published:
+        raise ReviewError("Label under a published policy version, not a draft.")
+    if policy_version.policy.surface_id != sample.surface_id:
+        raise ReviewError("The sample and the policy belong to different surfaces.")
+    reviewers = list(reviewers)
+    if not reviewers:
+        raise ReviewError("Assign at least one reviewer.")
+    if not 1 <= overlap <= 10:
+        raise ReviewError("Overlap is the number of labels per item: 1 to 10.")
+    if overlap > len(reviewers):
+        raise ReviewError(f"An overlap of {overlap} needs at least {overlap} reviewers.")
+    with transaction.atomic():
+        queue = ReviewQueue.objects.create(name=name.strip()[:120] or sample.name, sample=sample,
+                                           policy_version=policy_version, overlap=overlap,
+                                           instructions=instructions[:10_000], created_by=user)
+        queue.reviewers.set(reviewers)
+    return queue
+
+
+def _require_queue_reviewer(queue: ReviewQueue, user: AbstractBaseUser) -> None:
+    if not has_role(user, Role.REVIEWER) or not queue.reviewers.filter(pk=user.pk).exists():
+        raise ReviewPermissionError("You are not a reviewer of this queue.")
+
+
+# --- assignment ----------------------------------------------------------------------------------
+
+def _active_assignments(queue: ReviewQueue, now) -> Q:
+    # A label done, or an item handed out whose time has not run out, holds one of the item's slots.
+    return Q(queue=queue) & (Q(status=Assignment.Status.DONE)
+                             | Q(status=Assignment.Status.ASSIGNED, expires_at__gt=now))
+
+
+def assignment_next(*, queue: ReviewQueue, reviewer: AbstractBaseUser) -> Assignment | None:
+    """The reviewer's open assignment, else the first item (in sample order) with a free slot that
+    this reviewer has never been handed; None when nothing is left for them.
+
+    Safe under concurrent reviewers: on PostgreSQL the candidate row is locked with SKIP LOCKED and the
+    slots are recounted under the lock (the first read may predate another reviewer's commit); on
+    SQLite the IMMEDIATE transaction serializes writers. The unique (queue, item, reviewer)
+    constraint makes a double hand-out to the same reviewer impossible.
+    """
+    _require_queue_reviewer(queue, reviewer)
+    ttl = timedelta(minutes=queue.assignment_minutes)
+    now = timezone.now()
+    current = (Assignment.objects.filter(queue=queue, reviewer=reviewer, status=Assignment.Status.ASSIGNED)
+               .order_by("assigned_at").first())
+    if current is not None:
+        if current.expires_at <= now:
+            Assignment.objects.filter(pk=current.pk).update(expires_at=now + ttl)
+            current.expires_at = now + ttl
+        return current
+    for _attempt in range(50):
+        now = timezone.now()
+        with transaction.atomic():
+            slots = (Assignment.objects.filter(_active_assignments(queue, now), item_id=OuterRef("item_id"))
+                     .order_by().values("item_id").annotate(n=Count("id")).values("n"))
+            candidates = (
+                SampleItem.objects.filter(sample_id=queue.sample_id)
+                .exclude(item_id__in=Assignment.objects.filter(queue=queue, reviewer=reviewer).values("item_id"))
+                .annotate(taken=Coalesce(Subquery(slots, output_field=IntegerField()), 0))
+                .filter(taken__lt=queue.overlap)
+                .order_by("position")
+            )
+            if connection.vendor == "postgresql":
+                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+            candidate = candidates.first()
+            if candidate is None:
+                return None
+            taken = Assignment.objects.filter(_active_assignments(queue, now), item_id=candidate.item_id).count()
+            if taken >= queue.overlap:
+                continue  # another reviewer took the last slot between our read and our lock
+            try:
+                with transaction.atomic():
+                    return Assignment.objects.create(queue=queue, item_id=candidate.item_id, reviewer=reviewer,
+                                                     position=candidate.position, expires_at=now + ttl)
+            except IntegrityError:
+                continue  # the same reviewer in another tab got this item first
+    return None
+
+
+def assignment_skip(*, assignment: Assignment, user: AbstractBaseUser) -> None:
+    """Give the item back to the pool; this reviewer will not be handed it again."""
+    if assignment.reviewer_id != user.pk:
+        raise ReviewPermissionError("That item was handed to another reviewer.")
+    Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ASSIGNED).update(
+        status=Assignment.Status.SKIPPED, finished_at=timezone.now())
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+def _label_write(*, item_id: int, reviewer: AbstractBaseUser, policy_version: PolicyVersion, labels: Any,
+                 rationale: str, source: str, created_by: AbstractBaseUser | None, queue: ReviewQueue | None = None,
+                 reason: str = "", time_spent_ms: int | None = None,
+                 expected_latest: HumanLabel | None = None) -> HumanLabel:
+    """Insert the next revision; the previous latest only loses its `is_latest` flag."""
+    rubric = policy_version.parsed_rubric()
+    problems = rubric.validate_labels(labels)
+    if problems:
+        raise LabelError("; ".join(problems))
+    rationale = (rationale or "").strip()
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise LabelError(f"The rationale is {len(rationale):,} characters; the limit is {MAX_RATIONALE_CHARS:,}.")
+    if time_spent_ms is not None:
+        time_spent_ms = max(0, min(int(time_spent_ms), 24 * 3600 * 1000))
+    try:
+        with transaction.atomic():
+            previous = (HumanLabel.objects.select_for_update()
+                        .filter(item_id=item_id, reviewer=reviewer, is_latest=True).first())
+            if expected_latest is not None and (previous is None or previous.pk != expected_latest.pk):
+                raise StaleLabelError("This label was revised since you opened it; review the latest revision.")
+            if previous is not None:
+                HumanLabel.objects.filter(pk=previous.pk).update(is_latest=False)
+            return HumanLabel.objects.create(
+                item_id=item_id, reviewer=reviewer, queue=queue, policy_version=policy_version,
+                rubric_hash=rubric.hash, labels={key: labels[key] for key in rubric.keys},
+                rationale=rationale, revision=(previous.revision + 1) if previous else 1, is_latest=True,
+                supersedes=previous, source=source, reason=reason.strip()[:2000], time_spent_ms=time_spent_ms,
+                created_by=created_by,
+            )
+    except IntegrityError:
+        raise LabelError("Another revision of this label was saved at the same moment; try again.") from None
+
+
+def human_label_submit(*, assignment: Assignment, labels: dict[str, int], rationale: str,
+                       time_spent_ms: int | None, user: AbstractBaseUser) -> HumanLabel:
+    """A reviewer labels the item handed to them (or revises it after going back)."""
+    if assignment.reviewer_id != user.pk or not has_role(user, Role.REVIEWER):
+        raise ReviewPermissionError("That item was handed to another reviewer.")
+    queue = assignment.queue
+    with transaction.atomic():
+        label = _label_write(
+            item_id=assignment.item_id, reviewer=user, policy_version=queue.policy_version, labels=labels,
+            rationale=rationale, source=HumanLabel.Source.REVIEW, created_by=user, queue=queue,
+            time_spent_ms=time_spent_ms,
+            reason="" if assignment.status == Assignment.Status.ASSIGNED else "revised by the reviewer",
+        )
+        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.DONE)
+        # finished_at keeps the first labelling time: going back (B) walks assignments in that order.
+        Assignment.objects.filter(pk=assignment.pk, finished_at__isnull=True).update(finished_at=timezone.now())
+    return label
+
+
+def human_label_correct(*, label: HumanLabel, labels: dict[str, int], rationale: str, user: AbstractBaseUser,
+                        reason: str) -> HumanLabel:
+    """Triage found the human wrong: a new revision, attributed to the same reviewer, written by `user`
+    with a reason; the old revision stays in the history."""
+    if not has_role(user, Role.REVIEWER):
+        raise ReviewPermissionError("Only reviewers and admins can correct labels.")
+    if not reason.strip():
+        raise LabelError("Say why the label is corrected.")
+    return _label_write(
+        item_id=label.item_id, reviewer=label.reviewer, policy_version=label.policy_version, labels=labels,
+        rationale=rationale, source=HumanLabel.Source.CORRECTION, created_by=user, queue=label.queue,
+        reason=reason, expected_latest=label,
+    )
+
+
+def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: PolicyVersion,
+                       user: AbstractBaseUser | None, default_reviewer: AbstractBaseUser | None = None,
+                       skip_unknown_items: bool = False) -> dict[str, int]:
+    """Import labels from JSONL, one transaction, streaming. One object per line:
+
+        {"reviewer": "username", "query": "...", "doc_id": "...", "labels": {"relevance": 2}, "rationale": "..."}
+
+    An item is named by `item` (its hash) or by `query` + `doc_id`; `label: N` is short for the overall
+    dimension. Re-importing identical labels changes nothing; a changed label becomes a new revision.
+    """
+    if user is not None and not has_role(user, Role.ANALYST):
+        raise ReviewPermissionError("Only analysts and admins can import labels.")
+    rubric = policy_version.parsed_rubric()
+    users: dict[str, AbstractBaseUser] = {}
+    stats = {"created": 0, "unchanged": 0, "skipped": 0}
+    User = get_user_model()
+    try:
+        with transaction.atomic():
+            for line_no, text in enumerate(decoded_lines(source), start=1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except ValueError as exc:
+                    raise ImportRowError(line_no, f"bad JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise ImportRowError(line_no, "each line must be a JSON object")
+                username = row.get("reviewer")
+                if username:
+                    if username not in users:
+                        found = User.objects.filter(username=username).first()
+                        if found is None:
+                            raise ImportRowError(line_no, f"unknown reviewer {username!r}")
+                        users[username] = found
+                    reviewer = users[username]
+                elif default_reviewer is not None:
+                    reviewer = default_reviewer
+                else:
+                    raise ImportRowError(line_no, "missing field 'reviewer'")
+                if row.get("item"):
+                    items = Item.objects.filter(hash=str(row["item"]))
+                elif row.get("query") and row.get("doc_id"):
+                    items = Item.objects.filter(query__text_hash=query_hash(str(row["query"])),
+                                                document__external_id=str(row["doc_id"]))
+                else:
+                    raise ImportRowError(line_no, "name the item: 'item' (hash), or 'query' and 'doc_id'")
+                item_ids = list(items.values_list("id", flat=True)[:2])
+                if not item_ids:
+                    if skip_unknown_items:
+                        stats["skipped"] += 1
+                        continue
+                    raise ImportRowError(line_no, "no such item in the imported traffic")
+                if len(item_ids) > 1:
+                    raise ImportRowError(line_no, "doc_id names several documents for that query; use 'item'")
+                labels = row.get("labels")
+                if labels is None and "label" in row:
+                    labels = {rubric.overall.key: row["label"]}
+                problems = rubric.validate_labels(labels)
+                if problems:
+                    raise ImportRowError(line_no, "; ".join(problems))
+                rationale = str(row.get("rationale") or "")
+                latest = HumanLabel.objects.filter(item_id=item_ids[0], reviewer=reviewer, is_latest=True).first()
+                if (latest is not None and latest.policy_version_id == policy_version.pk
+                        and latest.labels == labels and latest.rationale == rationale.strip()):
+                    stats["unchanged"] += 1
+                    continue
+                try:
+                    _label_write(item_id=item_ids[0], reviewer=reviewer, policy_version=policy_version,
+                                 labels=labels, rationale=rationale, source=HumanLabel.Source.IMPORT,
+                                 created_by=user, reason="imported")
+                except LabelError as exc:
+                    raise ImportRowError(line_no, str(exc)) from None
+                stats["created"] += 1
+    except ImportRowError as exc:
+        raise ReviewError(f"Nothing was imported: {exc}") from None
+    return stats

@@ -1,0 +1,154 @@
+"""Labels are validated against the rubric, never overwritten, and the latest revision counts."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from policy.demo import COMPLETENESS
+from review.models import HumanLabel
+from review.selectors import human_labels_latest
+from review.services import (
+    LabelError,
+    ReviewError,
+    StaleLabelError,
+    assignment_next,
+    human_label_correct,
+    human_label_import,
+    human_label_submit,
+)
+from tests.factories import UserFactory, review_queue
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup():
+    rita = UserFactory(username="rita", roles=["reviewer"])
+    queue = review_queue(reviewers=[rita], overlap=1, extra_dimensions=[COMPLETENESS])
+    return rita, queue
+
+
+@pytest.mark.parametrize("labels, message", [
+    ({"relevance": 2}, "missing label for 'completeness'"),
+    ({"relevance": 4, "completeness": 1}, "relevance: 4 is outside the scale 0-3"),
+    ({"relevance": 1, "completeness": 1, "freshness": 0}, "unknown dimension 'freshness'"),
+    ({"relevance": "2", "completeness": 1}, "is not an integer level"),
+])
+def test_labels_outside_the_rubric_are_refused(setup, labels, message):
+    rita, queue = setup
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    with pytest.raises(LabelError, match=message):
+        human_label_submit(assignment=assignment, labels=labels, rationale="", time_spent_ms=5, user=rita)
+    assert not HumanLabel.objects.exists()
+
+
+def test_a_label_records_policy_version_rubric_and_time(setup):
+    rita, queue = setup
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    label = human_label_submit(assignment=assignment, labels={"relevance": 3, "completeness": 2},
+                               rationale="exact answer", time_spent_ms=4200, user=rita)
+    assert label.policy_version == queue.policy_version
+    assert label.rubric_hash == queue.policy_version.rubric_hash
+    assert (label.revision, label.is_latest, label.time_spent_ms, label.queue) == (1, True, 4200, queue)
+
+
+def test_a_correction_is_a_new_revision_and_the_history_is_kept(setup):
+    rita, queue = setup
+    triager = UserFactory(username="tara", roles=["reviewer"])
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    first = human_label_submit(assignment=assignment, labels={"relevance": 0, "completeness": 0}, rationale="off topic",
+                               time_spent_ms=1, user=rita)
+    second = human_label_correct(label=first, labels={"relevance": 2, "completeness": 1}, rationale="answers it",
+                                 user=triager, reason="human wrong: the passage gives the time")
+    first.refresh_from_db()
+    assert first.labels == {"relevance": 0, "completeness": 0} and not first.is_latest
+    assert (second.revision, second.is_latest, second.supersedes, second.reviewer, second.created_by) == (
+        2, True, first, rita, triager)
+    assert second.source == "correction"
+    assert list(HumanLabel.objects.filter(item=first.item, reviewer=rita).values_list("revision", flat=True)) == [2, 1]
+    with pytest.raises(StaleLabelError):
+        human_label_correct(label=first, labels={"relevance": 1, "completeness": 1}, rationale="", user=triager,
+                            reason="stale")
+
+
+def test_going_back_and_resubmitting_adds_a_revision(setup):
+    rita, queue = setup
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    human_label_submit(assignment=assignment, labels={"relevance": 1, "completeness": 1}, rationale="", time_spent_ms=1,
+                       user=rita)
+    assignment.refresh_from_db()
+    human_label_submit(assignment=assignment, labels={"relevance": 2, "completeness": 1}, rationale="", time_spent_ms=1,
+                       user=rita)
+    latest = HumanLabel.objects.get(item=assignment.item, reviewer=rita, is_latest=True)
+    assert latest.revision == 2 and latest.labels["relevance"] == 2
+
+
+def test_the_database_refuses_two_latest_labels_for_one_reviewer_and_item(setup):
+    from django.db import IntegrityError
+
+    rita, queue = setup
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    label = human_label_submit(assignment=assignment, labels={"relevance": 1, "completeness": 1}, rationale="",
+                               time_spent_ms=1, user=rita)
+    with pytest.raises(IntegrityError):
+        HumanLabel.objects.create(item=label.item, reviewer=rita, policy_version=label.policy_version, labels={},
+                                  rubric_hash="x", revision=2, is_latest=True)
+
+
+def test_another_reviewer_cannot_submit_for_an_assignment(setup):
+    rita, queue = setup
+    other = UserFactory(username="otto", roles=["reviewer"])
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    with pytest.raises(ReviewError):
+        human_label_submit(assignment=assignment, labels={"relevance": 1, "completeness": 1}, rationale="",
+                           time_spent_ms=1, user=other)
+
+
+def test_latest_labels_come_back_as_arrays(setup):
+    rita, queue = setup
+    items = []
+    for value in (3, 1):
+        assignment = assignment_next(queue=queue, reviewer=rita)
+        items.append(assignment.item_id)
+        human_label_submit(assignment=assignment, labels={"relevance": value, "completeness": 1}, rationale="",
+                           time_spent_ms=1, user=rita)
+    latest = human_labels_latest(item_ids=items, policy_version=queue.policy_version)
+    assert latest.item_ids.tolist() == sorted(items)
+    assert set(latest.values) == {"relevance", "completeness"}
+    assert latest.values["relevance"].dtype == np.float64
+    reviewers, item_ids, grid = latest.matrix("relevance")
+    assert grid.shape == (1, 2)
+
+
+def _jsonl(rows):
+    return io.BytesIO(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+
+
+def test_label_import_is_atomic_and_idempotent(setup):
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst")
+    UserFactory(username="nist-assessor")
+    items = list(queue.sample.sample_items.select_related("item__query", "item__document"))
+    rows = [{"reviewer": "nist-assessor", "query": si.item.query.text, "doc_id": si.item.document.external_id,
+             "labels": {"relevance": 2, "completeness": 1}} for si in items[:2]]
+    assert human_label_import(source=_jsonl(rows), policy_version=queue.policy_version, user=analyst)["created"] == 2
+    again = human_label_import(source=_jsonl(rows), policy_version=queue.policy_version, user=analyst)
+    assert again == {"created": 0, "unchanged": 2, "skipped": 0}
+    bad = rows + [{"reviewer": "nist-assessor", "item": items[2].item.hash, "labels": {"relevance": 9, "completeness": 1}}]
+    bad[0] = {**bad[0], "labels": {"relevance": 0, "completeness": 0}}
+    with pytest.raises(ReviewError, match="line 3: relevance: 9 is outside the scale"):
+        human_label_import(source=_jsonl(bad), policy_version=queue.policy_version, user=analyst)
+    assert HumanLabel.objects.count() == 2 and not HumanLabel.objects.filter(revision=2).exists()
+
+
+def test_label_import_names_unknown_reviewers_and_items(setup):
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst")
+    with pytest.raises(ReviewError, match="line 1: unknown reviewer 'ghost'"):
+        human_label_import(source=_jsonl([{"reviewer": "ghost", "item": "x", "label": 1}]),
+                           policy_version=queue.policy_version, user=analyst)
+    with pytest.raises(ReviewError, match="line 1: no such item"):
+        human_label_import(source=_jsonl([{"reviewer": "rita", "item": "x", "label": 1}]),
+                           policy_version=queue.policy_version, user=analyst)

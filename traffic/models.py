@@ -1,0 +1,174 @@
+"""Traffic: what ranking variants served, and the frozen samples drawn from it.
+
+Queries, documents and items are content-addressed (sha256), so the same (query, document) pair
+served by control and treatment — or imported twice — is one `Item`, judged once per policy version.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from policy.models import Surface
+
+
+class Variant(models.Model):
+    """One ranking model/configuration serving traffic on a surface."""
+
+    class Role(models.TextChoices):
+        CONTROL = "control", "Control"
+        TREATMENT = "treatment", "Treatment"
+
+    surface = models.ForeignKey(Surface, on_delete=models.PROTECT, related_name="variants")
+    name = models.SlugField(max_length=60, help_text="the name import rows use in their 'variant' field")
+    description = models.TextField(blank=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.TREATMENT)
+    ramp_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)], help_text="share of live traffic, 0-100",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["surface", "role", "name"]
+        constraints = [models.UniqueConstraint(fields=["surface", "name"], name="variant_unique_name_per_surface")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_role_display().lower()})"
+
+
+class Query(models.Model):
+    """A query as users typed it; `text_hash` is over the normalized text (case, spacing)."""
+
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64, unique=True)
+    segment = models.CharField(max_length=60, blank=True, help_text="e.g. head/torso/tail, or a vertical")
+    locale = models.CharField(max_length=20, blank=True)
+    external_id = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        verbose_name_plural = "queries"
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Document(models.Model):
+    """A result document; `content_hash` covers title, body and url (not the id or extra fields)."""
+
+    content_hash = models.CharField(max_length=64, unique=True)
+    external_id = models.CharField(max_length=200, blank=True)
+    title = models.TextField(blank=True)
+    body = models.TextField()
+    url = models.TextField(blank=True)
+    fields = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.external_id or self.content_hash[:12]
+
+    @property
+    def link_url(self) -> str:
+        """The url when it is safe to link to (http/https only: a `javascript:` url must never be an href)."""
+        return self.url if self.url.lower().startswith(("https://", "http://")) else ""
+
+
+class Item(models.Model):
+    """The unit that gets judged: one (query, document) pair, shared by every variant that served it."""
+
+    hash = models.CharField(max_length=64, unique=True)
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="items")
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="items")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["query", "document"], name="item_unique_pair")]
+
+    def __str__(self) -> str:
+        return f"item {self.hash[:12]}"
+
+
+class TrafficImport(models.Model):
+    """One imported file. Only successful imports exist: an import is one transaction."""
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSONL"
+        CSV = "csv", "CSV"
+
+    surface = models.ForeignKey(Surface, on_delete=models.PROTECT, related_name="traffic_imports")
+    sha256 = models.CharField(max_length=64)
+    filename = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=5, choices=Format.choices)
+    rows = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=dict, blank=True)
+    seconds = models.FloatField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        # The file hash makes re-importing the same file a no-op, even when two uploads race.
+        constraints = [models.UniqueConstraint(fields=["surface", "sha256"], name="trafficimport_unique_file")]
+
+    def __str__(self) -> str:
+        return f"{self.filename or self.sha256[:12]} ({self.rows} rows)"
+
+
+class ResultEntry(models.Model):
+    """One position of one result list: `variant` served `item` at `rank` for `query`."""
+
+    traffic_import = models.ForeignKey(TrafficImport, on_delete=models.CASCADE, related_name="entries")
+    variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="entries")
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="entries")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="entries")
+    rank = models.PositiveIntegerField()
+    served_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "result entries"
+        constraints = [
+            models.UniqueConstraint(fields=["traffic_import", "variant", "query", "rank"],
+                                    name="resultentry_unique_rank"),
+        ]
+        indexes = [models.Index(fields=["variant", "rank"], name="resultentry_variant_rank")]
+
+    def __str__(self) -> str:
+        return f"{self.variant.name} #{self.rank}"
+
+
+class Sample(models.Model):
+    """A frozen, reproducible set of items: strategy + params + seed + traffic snapshot → the same items."""
+
+    name = models.CharField(max_length=120)
+    surface = models.ForeignKey(Surface, on_delete=models.PROTECT, related_name="samples")
+    strategy = models.CharField(max_length=40)
+    params = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField()
+    snapshot = models.JSONField(default=dict, help_text="max result entry id and import ids at draw time")
+    frozen = models.BooleanField(default=True)
+    item_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SampleItem(models.Model):
+    sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="sample_items")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="sample_items")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["sample", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["sample", "item"], name="sampleitem_unique_item"),
+            models.UniqueConstraint(fields=["sample", "position"], name="sampleitem_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sample} #{self.position}"

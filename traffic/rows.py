@@ -1,0 +1,237 @@
+"""Parsing import files, one line at a time: JSONL or CSV bytes → validated row tuples.
+
+Nothing here touches the database. Every problem raises `ImportRowError` with the file's line
+number, so an analyst can open the file at that line and see what is wrong.
+
+Row format (one result-list position per row; JSONL keys or CSV header columns):
+
+    variant    required  name of a variant of the surface (created beforehand)
+    query      required  the query text (at most 2,000 characters)
+    rank       required  1-based position in the variant's result list for that query
+    doc_id     required  the document's id in your system
+    body       required  the document text shown to judges (at most 100,000 characters)
+    title, url           optional
+    query_id, segment, locale   optional query attributes (segment drives stratified samples)
+    served_at            optional ISO 8601 time the list was served
+    fields               optional object of extra document fields (a JSON string in CSV)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+MAX_QUERY_CHARS = 2_000
+MAX_TITLE_CHARS = 2_000
+MAX_URL_CHARS = 4_000
+MAX_BODY_CHARS = 100_000
+MAX_ID_CHARS = 200
+MAX_SHORT_CHARS = 60
+REQUIRED = ("variant", "query", "rank", "doc_id", "body")
+OPTIONAL = ("title", "url", "query_id", "segment", "locale", "served_at", "fields")
+
+# The staging row, in this column order (see traffic.staging).
+STAGING_COLUMNS = (
+    "line_no", "variant_id", "rank", "served_at", "query_hash", "query_text", "segment", "locale",
+    "query_external_id", "doc_hash", "doc_external_id", "title", "body", "url", "fields", "item_hash",
+)
+
+
+class ImportRowError(ValueError):
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line, self.reason = line, reason
+
+
+def normalize_query(text: str) -> str:
+    """What makes two query strings the same query: Unicode form, case and spacing do not count."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def query_hash(text: str) -> str:
+    return hashlib.sha256(normalize_query(text).encode()).hexdigest()
+
+
+def document_hash(*, title: str, body: str, url: str) -> str:
+    # Length prefixes keep ("ab", "c") and ("a", "bc") apart without escaping the text.
+    h = hashlib.sha256()
+    for part in (title, url, body):
+        encoded = part.encode()
+        h.update(f"{len(encoded)}:".encode())
+        h.update(encoded)
+    return h.hexdigest()
+
+
+def item_hash(query_hash_: str, document_hash_: str) -> str:
+    return hashlib.sha256(f"{query_hash_}:{document_hash_}".encode()).hexdigest()
+
+
+class HashingReader:
+    """Yields the source's lines as bytes while hashing them and counting bytes for progress."""
+
+    def __init__(self, source: Iterable[bytes], progress: Callable[[int], None] | None = None) -> None:
+        self.source = source
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+        self.progress = progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = 0
+        for raw in self.source:
+            self.sha256.update(raw)
+            self.bytes_read += len(raw)
+            pending += len(raw)
+            if self.progress is not None and pending >= 1 << 20:
+                self.progress(pending)
+                pending = 0
+            yield raw
+        if self.progress is not None and pending:
+            self.progress(pending)
+
+
+def decoded_lines(raw_lines: Iterable[bytes]) -> Iterator[str]:
+    for line_no, raw in enumerate(raw_lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportRowError(line_no, f"bad UTF-8 (byte {exc.start + 1} of the line)") from None
+        if line_no == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield text
+
+
+def _text(row: dict[str, Any], key: str, line: int, limit: int, *, required: bool = False) -> str:
+    value = row.get(key)
+    if value is None or value == "":
+        if required:
+            raise ImportRowError(line, f"missing field {key!r}")
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key in ("doc_id", "query_id"):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ImportRowError(line, f"{key!r} must be a string")
+    if required and not value.strip():
+        raise ImportRowError(line, f"missing field {key!r}")
+    if len(value) > limit:
+        raise ImportRowError(line, f"{key} is {len(value):,} characters; the limit is {limit:,}")
+    return value
+
+
+class RowParser:
+    """Validates one row dict and turns it into a staging tuple."""
+
+    def __init__(self, *, variants: dict[str, int], adapt_datetime: Callable[[datetime], Any]) -> None:
+        self.variants = variants
+        self.adapt_datetime = adapt_datetime
+
+    def parse(self, row: dict[str, Any], line: int) -> tuple:
+        variant_name = _text(row, "variant", line, MAX_SHORT_CHARS, required=True)
+        variant_id = self.variants.get(variant_name)
+        if variant_id is None:
+            known = ", ".join(sorted(self.variants)) or "none yet: create one first"
+            raise ImportRowError(line, f"unknown variant {variant_name!r} (this surface has: {known})")
+        query = _text(row, "query", line, MAX_QUERY_CHARS, required=True)
+        rank = row.get("rank")
+        if rank is None or rank == "":
+            raise ImportRowError(line, "missing field 'rank'")
+        if isinstance(rank, str) and rank.strip().isdigit():
+            rank = int(rank)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 1_000_000:
+            raise ImportRowError(line, f"rank must be a whole number from 1, not {rank!r}")
+        doc_id = _text(row, "doc_id", line, MAX_ID_CHARS, required=True)
+        body = _text(row, "body", line, MAX_BODY_CHARS, required=True)
+        title = _text(row, "title", line, MAX_TITLE_CHARS)
+        url = _text(row, "url", line, MAX_URL_CHARS)
+        served_at = None
+        raw_served = _text(row, "served_at", line, 64)
+        if raw_served:
+            try:
+                parsed = parse_datetime(raw_served)
+            except ValueError:
+                parsed = None
+            if parsed is None:
+                raise ImportRowError(line, f"served_at {raw_served!r} is not an ISO 8601 date-time")
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            served_at = self.adapt_datetime(parsed)
+        fields = row.get("fields")
+        if fields in (None, ""):
+            fields_json = "{}"
+        else:
+            if isinstance(fields, str):
+                try:
+                    fields = json.loads(fields)
+                except ValueError:
+                    raise ImportRowError(line, "fields is not valid JSON") from None
+            if not isinstance(fields, dict):
+                raise ImportRowError(line, "fields must be an object")
+            fields_json = json.dumps(fields, ensure_ascii=False)
+            if len(fields_json) > MAX_BODY_CHARS:
+                raise ImportRowError(line, f"fields are over {MAX_BODY_CHARS:,} characters")
+        qh = query_hash(query)
+        dh = document_hash(title=title, body=body, url=url)
+        return (
+            line, variant_id, rank, served_at, qh, query.strip(),
+            _text(row, "segment", line, MAX_SHORT_CHARS), _text(row, "locale", line, 20),
+            _text(row, "query_id", line, MAX_ID_CHARS), dh, doc_id, title, body, url, fields_json,
+            item_hash(qh, dh),
+        )
+
+
+def iter_jsonl(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
+    for line_no, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as exc:
+            raise ImportRowError(line_no, f"bad JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise ImportRowError(line_no, "each line must be a JSON object")
+        yield parser.parse(row, line_no)
+
+
+def iter_csv(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
+    reader = csv.DictReader(lines, strict=True)
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise ImportRowError(1, f"bad CSV header ({exc})") from None
+    if not header:
+        raise ImportRowError(1, "the CSV file is empty; it needs a header row")
+    missing = [col for col in REQUIRED if col not in header]
+    if missing:
+        raise ImportRowError(1, f"the CSV header lacks the required column(s) {', '.join(missing)}")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ImportRowError(reader.line_num, f"bad CSV ({exc})") from None
+        if None in row:
+            raise ImportRowError(reader.line_num, "more values than header columns")
+        if not any(v for v in row.values() if v):
+            continue
+        yield parser.parse(row, reader.line_num)
+
+
+def iter_rows(fmt: str, raw_lines: Iterable[bytes], parser: RowParser) -> Iterator[tuple]:
+    lines = decoded_lines(raw_lines)
+    return iter_csv(lines, parser) if fmt == "csv" else iter_jsonl(lines, parser)
+
+
+def format_for(filename: str) -> str | None:
+    lower = filename.lower()
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lower.endswith(".csv"):
+        return "csv"
+    return None
