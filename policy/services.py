@@ -161,3 +161,26 @@ def policy_version_delete_draft(*, draft: PolicyVersion, user: AbstractUser) -> 
     deleted, _ = PolicyVersion.objects.filter(pk=draft.pk, status=PolicyVersion.Status.DRAFT).delete()
     if not deleted:
         raise ImmutableVersionError("Published versions cannot be deleted.")
+
+
+def policy_amend_at_clause(*, policy: Policy, clause: str, text: str, user: AbstractUser) -> PolicyVersion:
+    """Open (or reuse) the draft and insert `text` at the end of the clause's section.
+
+    Triage uses this to pre-fill an amendment where the disagreement happened; the reviewer then
+    edits the draft and an admin publishes it like any other.
+    """
+    from markdown_it import MarkdownIt
+
+    draft = policy_draft_start(policy=policy, user=user)
+    lines = draft.text.splitlines()
+    tokens = MarkdownIt("commonmark").parse(draft.text)
+    anchors = [c.anchor for c in extract_clauses(draft.text)]
+    headings = [(t.map[0], int(t.tag[1])) for t in tokens if t.type == "heading_open" and t.map]
+    insert_at = len(lines)
+    if clause in anchors:
+        start, level = headings[anchors.index(clause)]
+        following = [line for line, lv in headings if line > start and lv <= level]
+        insert_at = following[0] if following else len(lines)
+    block = ["", text.strip(), ""]
+    new_text = "\n".join(lines[:insert_at] + block + lines[insert_at:]).strip() + "\n"
+    return policy_draft_update(draft=draft, user=user, expected_lock_version=draft.lock_version, text=new_text)

@@ -33,8 +33,10 @@ class PrecedentError(Exception):
     """A precedent rule was broken; `errors` maps field names to messages for forms."""
 
     def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
         self.errors = errors or {}
+        if self.errors:
+            message = f"{message} " + "; ".join(f"{k}: {', '.join(v)}" for k, v in self.errors.items())
+        super().__init__(message)
 
 
 class StalePrecedentError(PrecedentError):

@@ -37,7 +37,11 @@ def demo_users_load() -> list[str]:
 DEMO_STEPS: list[str] = [
     "sage.demo.demo_users_load",
     "policy.demo.demo_policy_load",
-    # Other apps add their steps here as they land (precedents, traffic, labels, judge runs).
+    "traffic.demo.demo_traffic_load",
+    "review.demo.demo_labels_load",
+    "precedent.demo.demo_precedents_load",
+    "judges.demo.demo_judges_load",
+    "calibration.demo.demo_calibration_load",
 ]
 
 

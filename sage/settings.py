@@ -66,6 +66,11 @@ INSTALLED_APPS = [
     "template_partials",
     "sage",
     "policy",
+    "traffic",
+    "review",
+    "precedent",
+    "judges",
+    "calibration",
 ]
 
 MIDDLEWARE = [
@@ -161,7 +166,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
-elif not CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # An unacknowledged task (its worker died) is redelivered after this many seconds.
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=30),
+    }
+if not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "filesystem://")):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(
@@ -188,3 +198,28 @@ LOGGING = {
 
 # --- SAGE -----------------------------------------------------------------------------------
 SAGE_DEMO_DIR = BASE_DIR / "demo"
+
+
+def _judge_endpoints() -> dict[str, dict[str, str]]:
+    """OpenAI-compatible endpoints by name. A judge version stores only the name, never a URL or key.
+
+    SAGE_ENDPOINTS=local,openai plus, per name, SAGE_ENDPOINT_<NAME>_BASE_URL, _API_KEY and _JSON_MODE
+    (json_schema for OpenAI-style structured outputs; json_object_schema for llama.cpp's server).
+    """
+    endpoints = {}
+    for name in env.list("SAGE_ENDPOINTS", ["local"]):
+        prefix = f"SAGE_ENDPOINT_{name.upper().replace('-', '_')}_"
+        local = name == "local"
+        endpoints[name] = {
+            "base_url": env.str(prefix + "BASE_URL", "http://127.0.0.1:8080/v1" if local else None),
+            "api_key": env.str(prefix + "API_KEY", "not-needed" if local else None),
+            "json_mode": env.choice(prefix + "JSON_MODE", "json_object_schema" if local else "json_schema",
+                                    ("json_schema", "json_object_schema")),
+        }
+    return endpoints
+
+
+SAGE_JUDGE_ENDPOINTS = _judge_endpoints()
+# Items per Celery chunk task of a judge run: small enough that a killed worker loses little.
+SAGE_JUDGE_CHUNK_SIZE = env.int("SAGE_JUDGE_CHUNK_SIZE", 100, minimum=1)
+SAGE_JUDGE_TIMEOUT_S = env.int("SAGE_JUDGE_TIMEOUT_S", 60, minimum=1)

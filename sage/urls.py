@@ -12,5 +12,11 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("traffic/", include("traffic.urls")),
+    path("review/", include("review.urls")),
+    path("policies/", include("policy.urls")),
+    path("precedents/", include("precedent.urls")),
+    path("judges/", include("judges.urls")),
+    path("calibration/", include("calibration.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -78,7 +78,25 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[WorkerProcess]:
+def fault_server():
+    """A fault-free OpenAI-compatible test server (50 ms latency) shared by the session, also known
+    to the worker process as the judge endpoint named 'fault'."""
+    from judges.testing.fault_server import running_fault_server
+
+    with running_fault_server(latency_ms=50) as server:
+        yield server
+
+
+@pytest.fixture
+def fault_endpoint(settings, fault_server):
+    """Register the session fault server as endpoint 'fault' in this process's settings."""
+    settings.SAGE_JUDGE_ENDPOINTS = {**settings.SAGE_JUDGE_ENDPOINTS, "fault": {
+        "base_url": fault_server.base_url, "api_key": "test", "json_mode": "json_schema"}}
+    return fault_server
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, fault_server) -> Iterator[WorkerProcess]:
     """A worker consuming from the session's Redis broker and writing to the test database."""
     from django.conf import settings
     from django.db import connections
@@ -87,6 +105,10 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[Worker
         pytest.skip("needs CELERY_BROKER_URL=redis://… (./run test starts a throwaway Redis)")
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url_for(connections["default"].settings_dict)
+    env["SAGE_ENDPOINTS"] = "local,fault"
+    env["SAGE_ENDPOINT_FAULT_BASE_URL"] = fault_server.base_url
+    env["SAGE_ENDPOINT_FAULT_API_KEY"] = "test"
+    env["SAGE_ENDPOINT_FAULT_JSON_MODE"] = "json_schema"
     worker = WorkerProcess(env, name="pytest")
     worker.wait_ready()
     yield worker

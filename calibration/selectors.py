@@ -1,0 +1,265 @@
+"""Reads that span apps: judge labels, human consensus and queries as numpy arrays, and agreement
+between any two labellers (judge run vs humans, run vs run, human vs human) on what both labelled.
+
+Two paths, same results. On PostgreSQL the joins and grouping run in the database: agreement of a
+run with humans is one query returning confusion counts per (query, judge value, human consensus),
+which the agreement service expands into paired arrays in numpy (a million judgments stay in the
+database; only the matched pairs' counts come back), and the array loaders read whole columns
+with one binary COPY parsed by numpy. On other databases (SQLite in development) the same arrays
+come from the ORM and numpy does the pairing. tests/calibration/test_selectors_scale.py checks that
+both paths agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from django.db import connection
+
+from judges.models import JudgeRun, Judgment
+from policy.models import PolicyVersion
+from review.models import HumanLabel
+from traffic.models import Item
+
+from .agreement import DimensionAgreement, dimension_agreement
+
+# PostgreSQL's binary COPY: an 11-byte signature, 4 bytes of flags and 4 of header extension, then
+# per row a 2-byte field count and per field a 4-byte length and the value; a 2-byte trailer.
+_COPY_HEADER, _COPY_TRAILER = 19, 2
+
+
+def use_sql_path() -> bool:
+    """True when agreement is computed in the database (PostgreSQL); tests may patch this."""
+    return connection.vendor == "postgresql"
+
+
+def _int_columns(sql: str, params: list, ncols: int) -> np.ndarray:
+    """(rows, ncols) int64 array of a query whose columns are all non-null bigints.
+
+    PostgreSQL: one `COPY (query) TO STDOUT (FORMAT binary)` read straight into numpy, no Python
+    object per value. Elsewhere: execute and fetch all.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            buffer = bytearray()
+            with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
+                for block in copy:
+                    buffer += block
+            body = memoryview(buffer)[_COPY_HEADER:len(buffer) - _COPY_TRAILER]
+            row = np.dtype([("n", ">i2")] + [(f, t) for c in range(ncols) for f, t in ((f"l{c}", ">i4"), (f"v{c}", ">i8"))])
+            records = np.frombuffer(body, dtype=row)
+            if records.size and not (np.all(records["n"] == ncols) and all(np.all(records[f"l{c}"] == 8) for c in range(ncols))):
+                raise ValueError("expected non-null bigint columns")
+            return np.column_stack([records[f"v{c}"].astype(np.int64) for c in range(ncols)]).reshape(-1, ncols)
+        cursor.execute(sql, params)
+        return np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, ncols)
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _judgment_values_sql(run: JudgeRun, dimension: str) -> tuple[str, list]:
+    """(item_id, value) of a run's successful judgments that have the dimension (PostgreSQL)."""
+    return (f"SELECT item_id::bigint AS item_id, (labels ->> %s)::bigint AS value FROM {_table(Judgment)} "
+            f"WHERE run_id = %s AND status = %s AND labels ? %s", [dimension, run.pk, Judgment.Status.OK, dimension])
+
+
+def _consensus_sql(dimension: str, item_ids: list[int] | None, *, within: str | None = None,
+                   within_params: list | None = None) -> tuple[str, list]:
+    """(item_id, lower-median latest human label) per item (PostgreSQL). percentile_disc(0.5) is the
+    first value whose cumulative share reaches one half: the element at (count - 1) // 2."""
+    where, params = ["is_latest", "labels ? %s"], [dimension]
+    if item_ids is not None:
+        where.append("item_id = ANY(%s)")
+        params.append(item_ids)
+    if within is not None:
+        where.append(f"item_id IN (SELECT item_id FROM ({within}) AS within_items)")
+        params.extend(within_params or [])
+    return (f"SELECT item_id::bigint AS item_id, percentile_disc(0.5) WITHIN GROUP "
+            f"(ORDER BY (labels ->> %s)::bigint) AS value FROM {_table(HumanLabel)} "
+            f"WHERE {' AND '.join(where)} GROUP BY item_id", [dimension, *params])
+
+
+def paired_counts_sql(sql_a: str, params_a: list, sql_b: str, params_b: list) -> np.ndarray:
+    """(query id, value A, value B, count) rows for the items both (item_id, value) queries return,
+    grouped in the database."""
+    sql = (f"SELECT i.query_id::bigint, a.value, b.value, count(*)::bigint FROM ({sql_a}) AS a "
+           f"JOIN ({sql_b}) AS b ON b.item_id = a.item_id JOIN {_table(Item)} AS i ON i.id = a.item_id "
+           f"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    return _int_columns(sql, [*params_a, *params_b], 4)
+
+
+def agreement_from_counts(*, dimension: str, counts: np.ndarray, values: list[int], n_resamples: int = 1000,
+                          seed: int = 0) -> DimensionAgreement:
+    """`dimension_agreement` from (query, a, b, count) rows: the rows are expanded back into paired
+    per-item arrays (a few MB at 1M items, milliseconds), so point estimates still come from
+    scikit-learn and krippendorff and the per-query bootstrap sees the same confusion matrices."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    repeat = counts[:, 3]
+    return dimension_agreement(dimension=dimension, a=np.repeat(counts[:, 1], repeat), b=np.repeat(counts[:, 2], repeat),
+                               groups=np.repeat(counts[:, 0], repeat), values=values, n_resamples=n_resamples, seed=seed)
+
+
+def run_labels(run: JudgeRun, dimension: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, labels) of a run's successful judgments for one dimension, sorted by item id."""
+    if use_sql_path():
+        sql, params = _judgment_values_sql(run, dimension)
+        rows = _int_columns(f"{sql} ORDER BY item_id", params, 2)
+        return rows[:, 0], rows[:, 1]
+    rows = np.array(
+        list(Judgment.objects.filter(run=run, status=Judgment.Status.OK, **{f"labels__{dimension}__isnull": False})
+             .order_by("item_id").values_list("item_id", f"labels__{dimension}")),
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    return rows[:, 0], rows[:, 1]
+
+
+def human_consensus(item_ids: Iterable[int] | None, dimension: str, *, reviewer_ids: Iterable[int] | None = None,
+                    exclude_reviewers: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item ids, consensus label, number of labellers) from the latest human labels.
+
+    Consensus is the lower median: with two reviewers at 1 and 2 it says 1, the conservative call.
+    """
+    if use_sql_path():
+        where, params = ["is_latest", "labels ? %s"], [dimension]
+        if item_ids is not None:
+            where.append("item_id = ANY(%s)")
+            params.append(np.asarray(list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids,
+                                     dtype=np.int64).tolist())
+        if reviewer_ids is not None:
+            where.append("reviewer_id = ANY(%s)")
+            params.append([int(r) for r in reviewer_ids])
+        exclude = [int(r) for r in exclude_reviewers]
+        if exclude:
+            where.append("NOT (reviewer_id = ANY(%s))")
+            params.append(exclude)
+        rows = _int_columns(
+            f"SELECT item_id::bigint, percentile_disc(0.5) WITHIN GROUP (ORDER BY (labels ->> %s)::bigint), "
+            f"count(*)::bigint FROM {_table(HumanLabel)} WHERE {' AND '.join(where)} GROUP BY item_id ORDER BY item_id",
+            [dimension, *params], 3)
+        return rows[:, 0], rows[:, 1], rows[:, 2]
+    qs = HumanLabel.objects.filter(is_latest=True, **{f"labels__{dimension}__isnull": False})
+    if item_ids is not None:
+        qs = qs.filter(item_id__in=list(item_ids))
+    if reviewer_ids is not None:
+        qs = qs.filter(reviewer_id__in=list(reviewer_ids))
+    if exclude_reviewers:
+        qs = qs.exclude(reviewer_id__in=list(exclude_reviewers))
+    rows = np.array(list(qs.order_by("item_id", f"labels__{dimension}").values_list("item_id", f"labels__{dimension}")),
+                    dtype=np.int64).reshape(-1, 2)
+    if rows.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    items, starts, counts = np.unique(rows[:, 0], return_index=True, return_counts=True)
+    # Rows are sorted by (item, label), so the lower median sits at start + (count - 1) // 2.
+    consensus = rows[starts + (counts - 1) // 2, 1]
+    return items, consensus, counts
+
+
+def query_ids_for(item_ids: np.ndarray) -> np.ndarray:
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    if use_sql_path():
+        if item_ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        rows = _int_columns(f"SELECT id::bigint, query_id::bigint FROM {_table(Item)} WHERE id = ANY(%s) ORDER BY id",
+                            [np.unique(item_ids).tolist()], 2)
+        at = np.searchsorted(rows[:, 0], item_ids)
+        if at.size and (at.max() >= len(rows) or not np.array_equal(rows[at, 0], item_ids)):
+            raise KeyError("unknown item id")
+        return rows[at, 1]
+    mapping = dict(Item.objects.filter(pk__in=item_ids.tolist()).values_list("pk", "query_id"))
+    return np.array([mapping[i] for i in item_ids.tolist()], dtype=np.int64)
+
+
+def _paired(ids_a: np.ndarray, a: np.ndarray, ids_b: np.ndarray, b: np.ndarray):
+    common, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
+    return common, a[ia], b[ib]
+
+
+def run_vs_humans_counts(run: JudgeRun, dimension: str, item_ids: Iterable[int] | None = None) -> np.ndarray:
+    """(query id, judge value, human consensus, count) rows for one dimension, grouped in PostgreSQL."""
+    sql_a, params_a = _judgment_values_sql(run, dimension)
+    ids = None if item_ids is None else np.asarray(list(item_ids), dtype=np.int64).tolist()
+    # Consensus only over the run's items: the label table may hold many other samples' labels.
+    sql_b, params_b = _consensus_sql(dimension, ids, within=sql_a, within_params=params_a)
+    return paired_counts_sql(sql_a, params_a, sql_b, params_b)
+
+
+def agreement_run_vs_humans(run: JudgeRun, *, dimensions: list[str] | None = None, n_resamples: int = 1000,
+                            item_ids: Iterable[int] | None = None) -> list[DimensionAgreement]:
+    """Judge (A) against the human consensus (B), per dimension of the run's rubric."""
+    rubric = run.judge_version.policy_version.parsed_rubric()
+    item_ids = None if item_ids is None else list(item_ids)
+    results = []
+    for dim in rubric.dimensions:
+        if dimensions is not None and dim.key not in dimensions:
+            continue
+        if use_sql_path():
+            results.append(agreement_from_counts(dimension=dim.key, counts=run_vs_humans_counts(run, dim.key, item_ids),
+                                                 values=dim.values, n_resamples=n_resamples))
+            continue
+        j_ids, j_vals = run_labels(run, dim.key)
+        h_ids, h_vals, _ = human_consensus(j_ids if item_ids is None else item_ids, dim.key)
+        common, a, b = _paired(j_ids, j_vals, h_ids, h_vals)
+        results.append(dimension_agreement(dimension=dim.key, a=a, b=b, groups=query_ids_for(common),
+                                           values=dim.values, n_resamples=n_resamples))
+    return results
+
+
+def agreement_run_vs_run(run_a: JudgeRun, run_b: JudgeRun, *, n_resamples: int = 1000) -> list[DimensionAgreement]:
+    """Two judges (e.g. student vs teacher) on the dimensions both rubrics share."""
+    rubric_a = run_a.judge_version.policy_version.parsed_rubric()
+    rubric_b = run_b.judge_version.policy_version.parsed_rubric()
+    results = []
+    for dim in rubric_a.dimensions:
+        other = rubric_b.dimension(dim.key)
+        if other is None or other.values != dim.values:
+            continue
+        if use_sql_path():
+            counts = paired_counts_sql(*_judgment_values_sql(run_a, dim.key), *_judgment_values_sql(run_b, dim.key))
+            results.append(agreement_from_counts(dimension=dim.key, counts=counts, values=dim.values,
+                                                 n_resamples=n_resamples))
+            continue
+        ids_a, a = run_labels(run_a, dim.key)
+        ids_b, b = run_labels(run_b, dim.key)
+        common, a, b = _paired(ids_a, a, ids_b, b)
+        results.append(dimension_agreement(dimension=dim.key, a=a, b=b, groups=query_ids_for(common),
+                                           values=dim.values, n_resamples=n_resamples))
+    return results
+
+
+def agreement_human_human(item_ids: Iterable[int], policy_version: PolicyVersion, *,
+                          n_resamples: int = 1000) -> list[DimensionAgreement]:
+    """The human ceiling: on items with two or more latest human labels, the first two reviewers
+    (by reviewer id) against each other, per dimension; alpha in `extra` uses every reviewer."""
+    from .metrics import krippendorff_alpha
+
+    results = []
+    ids = list(item_ids)
+    for dim in policy_version.parsed_rubric().dimensions:
+        rows = list(HumanLabel.objects.filter(item_id__in=ids, is_latest=True, **{f"labels__{dim.key}__isnull": False})
+                    .order_by("item_id", "reviewer_id").values_list("item_id", "reviewer_id", f"labels__{dim.key}"))
+        first: dict[int, int] = {}
+        second: dict[int, int] = {}
+        for item_id, _, value in rows:
+            if item_id not in first:
+                first[item_id] = value
+            elif item_id not in second:
+                second[item_id] = value
+        common = np.array(sorted(second), dtype=np.int64)
+        a = np.array([first[i] for i in common.tolist()], dtype=np.int64)
+        b = np.array([second[i] for i in common.tolist()], dtype=np.int64)
+        result = dimension_agreement(dimension=dim.key, a=a, b=b, groups=query_ids_for(common) if common.size else common,
+                                     values=dim.values, n_resamples=n_resamples)
+        reviewers = sorted({r for _, r, _ in rows})
+        if len(reviewers) > 2 and common.size:
+            grid = np.full((len(reviewers), len(common)), np.nan)
+            col = {i: n for n, i in enumerate(common.tolist())}
+            for item_id, reviewer, value in rows:
+                if item_id in col:
+                    grid[reviewers.index(reviewer), col[item_id]] = value
+            result.extra["alpha_all_reviewers"] = krippendorff_alpha(grid, dim.values)["alpha"]
+        results.append(result)
+    return results

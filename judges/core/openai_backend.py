@@ -1,0 +1,217 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp) via the official client."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
+
+from .backends import Acquire, JudgeBackend, PermanentError, TransientError, error_outcome, parse_retry_after
+from .prompt import messages_token_estimate, prompt_text
+from .schema import InvalidOutput, parse_judgment, repair_message
+from .types import JudgeConfig, JudgeOutcome, JudgeRequest
+
+# Statuses the provider documents as "try again" besides 429 and 5xx.
+_RETRYABLE_4XX = {408: "timeout", 409: "server_error"}
+
+
+@dataclass
+class _Completion:
+    content: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    response_id: str
+    finish_reason: str
+
+
+def response_format(schema: dict[str, Any], json_mode: str) -> dict[str, Any]:
+    """The strongest structured-output mode the endpoint accepts."""
+    if json_mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "judgment", "strict": True, "schema": schema}}
+    # llama.cpp answers HTTP 500 to json_schema but compiles a schema riding on json_object into a
+    # grammar; OpenAI-proper ignores the extra key and only guarantees JSON.
+    return {"type": "json_object", "schema": schema}
+
+
+def _aiohttp_available() -> bool:
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a timeout error is really a failed connect.
+
+    The SDK's aiohttp transport reports every aiohttp connection error, a refused connect included,
+    as a connect *timeout*; the cause chain still holds the real error, and the run page should say
+    "cannot connect" rather than "too slow".
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError) or type(seen).__name__ in ("ClientConnectorError", "ConnectError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    # OpenAI sends a millisecond-precision variant; prefer it when present.
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    return parse_retry_after(headers.get("retry-after"))
+
+
+class OpenAIBackend(JudgeBackend):
+    name = "openai"
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, **client_kwargs: Any) -> None:
+        self.base_url = base_url
+        # Local servers (llama.cpp, vLLM) need no key, but the client refuses to start without one.
+        self.api_key = api_key or "unused"
+        self.client_kwargs = client_kwargs
+        self._client: AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def client(self) -> AsyncOpenAI:
+        # The client's connection pool belongs to the event loop it was first used on; a sync caller
+        # runs a fresh loop per batch, so a new loop gets a new client.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            kwargs = dict(self.client_kwargs)
+            if "http_client" not in kwargs and _aiohttp_available():
+                # The SDK's aiohttp transport: httpx's connection pool costs CPU that grows with
+                # the number of open connections, and at 64 in flight that, not the model server,
+                # capped a 2-core worker (bench/README_judge_engine.md).
+                kwargs["http_client"] = openai.DefaultAioHttpClient()
+            self._client = AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key,
+                max_retries=0,  # the engine retries, with backoff, jitter and the shared rate limit
+                **kwargs,
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.close()
+            finally:
+                self._client = None
+                self._client_loop = None
+
+    async def _complete(
+        self, messages: list[dict[str, str]], request: JudgeRequest, config: JudgeConfig,
+        acquire: Acquire | None,
+    ) -> _Completion:
+        if acquire is not None:
+            # Providers count max_tokens against the tokens/minute limit before generating.
+            await acquire(messages_token_estimate(messages) + config.max_tokens)
+        started = time.perf_counter()
+        try:
+            # The SDK's generic POST rather than chat.completions.create: create() runs every call's
+            # parameters through a TypedDict transformer (a deep walk over the messages' union
+            # types) that cost more CPU per judgment than the rest of the request put together.
+            # The body is exactly what create() would send; errors, timeouts and the response type
+            # are the SDK's own.
+            response = await self.client().post(
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                body={
+                    "model": config.model,
+                    "messages": messages,
+                    "temperature": config.temperature,
+                    # max_tokens rather than max_completion_tokens: every compatible server accepts it.
+                    "max_tokens": config.max_tokens,
+                    "response_format": response_format(request.schema, config.json_mode),
+                },
+                options={"timeout": config.timeout_s},
+            )
+        except openai.RateLimitError as exc:
+            raise TransientError(str(exc), kind="rate_limited", retry_after=_retry_after(exc)) from exc
+        except openai.APITimeoutError as exc:
+            if _refused(exc):
+                raise TransientError(f"cannot connect to {self.base_url}: {exc.__cause__}",
+                                     kind="connection_error") from exc
+            raise TransientError(f"no answer within {config.timeout_s:g}s", kind="timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(str(exc), kind="connection_error") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise TransientError(f"HTTP {exc.status_code}: {exc.message}", kind="server_error",
+                                     retry_after=_retry_after(exc)) from exc
+            if exc.status_code in _RETRYABLE_4XX:
+                raise TransientError(f"HTTP {exc.status_code}: {exc.message}",
+                                     kind=_RETRYABLE_4XX[exc.status_code]) from exc
+            raise PermanentError(f"HTTP {exc.status_code}: {exc.message}") from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        choice = response.choices[0] if response.choices else None
+        message = choice.message if choice else None
+        # A refusal or an empty answer becomes "" and fails parsing: recorded, never defaulted.
+        content = (message.content if message else None) or (getattr(message, "refusal", None) or "")
+        usage = response.usage
+        return _Completion(
+            content=content,
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            latency_ms=latency_ms,
+            response_id=response.id or "",
+            finish_reason=(choice.finish_reason if choice else None) or "",
+        )
+
+    async def judge(
+        self, request: JudgeRequest, config: JudgeConfig, *, acquire: Acquire | None = None
+    ) -> JudgeOutcome:
+        messages = list(request.messages)
+        first = await self._complete(messages, request, config, acquire)
+        try:
+            labels, rationale = parse_judgment(first.content, request.rubric,
+                                               rationale_max_chars=config.rationale_max_chars)
+            return self._outcome(request, messages, [first], labels, rationale)
+        except InvalidOutput as error:
+            first_error = error
+
+        # One repair turn: show the model its answer and exactly what was wrong. A transient error
+        # here propagates and the engine retries the item from the start; that costs one extra call
+        # on a rare path and keeps the retry logic in one place.
+        repair = [
+            *messages,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": repair_message(first_error, request.rubric)},
+        ]
+        second = await self._complete(repair, request, config, acquire)
+        try:
+            labels, rationale = parse_judgment(second.content, request.rubric,
+                                               rationale_max_chars=config.rationale_max_chars)
+            return self._outcome(request, repair, [first, second], labels, rationale, repaired=True)
+        except InvalidOutput as error:
+            return error_outcome(
+                request, kind=error.kind,
+                message=f"{error.message} (after one repair turn; first answer: {first_error.message})",
+                prompt=prompt_text(repair), raw_response=second.content,
+                latency_ms=first.latency_ms + second.latency_ms,
+                tokens_in=first.tokens_in + second.tokens_in, tokens_out=first.tokens_out + second.tokens_out,
+            )
+
+    def _outcome(
+        self, request: JudgeRequest, messages: list[dict[str, str]], calls: list[_Completion],
+        labels: dict[str, int], rationale: str, *, repaired: bool = False,
+    ) -> JudgeOutcome:
+        last = calls[-1]
+        return JudgeOutcome(
+            item_id=request.item_id, labels=labels, rationale=rationale, raw_response=last.content,
+            prompt=prompt_text(messages),
+            tokens_in=sum(c.tokens_in for c in calls), tokens_out=sum(c.tokens_out for c in calls),
+            latency_ms=sum(c.latency_ms for c in calls), attempts=1, error_kind=None, error_message="",
+            repaired=repaired,
+            extra={"response_id": last.response_id, "finish_reason": last.finish_reason},
+        )

@@ -1,0 +1,183 @@
+"""Judges, their immutable versions, runs over samples, and one judgment per (run, item).
+
+Every judgment records the judge version, policy version (hence rubric), precedent set and item
+hash it was made under, so any number on a dashboard traces back to exactly what produced it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from policy.models import PolicyVersion, Surface
+from precedent.models import PrecedentSet
+from traffic.models import Item, Sample
+
+
+class Judge(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    surface = models.ForeignKey(Surface, on_delete=models.PROTECT, related_name="judges")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def latest_version(self) -> JudgeVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class JudgeVersion(models.Model):
+    """An immutable judge configuration: editing a judge makes a new version."""
+
+    class Backend(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible endpoint"
+        IMPORTED = "imported", "Imported labels"
+        STUDENT = "student", "Distilled student"
+
+    judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    backend = models.CharField(max_length=20, choices=Backend.choices)
+    model_name = models.CharField(max_length=200)
+    endpoint_name = models.CharField(max_length=60, blank=True,
+                                     help_text="names an endpoint in settings (SAGE_ENDPOINT_<NAME>_*); no URL or key here")
+    prompt_template_version = models.CharField(max_length=20, blank=True)
+    temperature = models.FloatField(default=0.0)
+    max_tokens = models.PositiveIntegerField(default=400)
+    precedent_k = models.PositiveSmallIntegerField(default=4)
+    doc_char_budget = models.PositiveIntegerField(default=4000)
+    concurrency = models.PositiveSmallIntegerField(default=16)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="judge_versions")
+    price_in_per_m = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("0"),
+                                         help_text="USD per 1M input tokens")
+    price_out_per_m = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("0"),
+                                          help_text="USD per 1M output tokens")
+    provenance = models.JSONField(default=dict, blank=True, help_text="for imported labels: where they came from")
+    change_note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["judge", "number"], name="judgeversion_unique_number"),
+            models.CheckConstraint(condition=Q(policy_version__isnull=False), name="judgeversion_has_policy"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judge.name} v{self.number}"
+
+    def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
+        return (self.price_in_per_m * tokens_in + self.price_out_per_m * tokens_out) / Decimal(1_000_000)
+
+
+class JudgeRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    judge_version = models.ForeignKey(JudgeVersion, on_delete=models.PROTECT, related_name="runs")
+    sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="judge_runs")
+    precedent_set = models.ForeignKey(PrecedentSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    bypass_cache = models.BooleanField(default=False)
+    total_items = models.PositiveIntegerField(default=0)
+    # Progress counters are recomputed from the judgments table after every chunk, so a redelivered
+    # chunk can never count twice.
+    done_items = models.PositiveIntegerField(default=0)
+    error_items = models.PositiveIntegerField(default=0)
+    cached_items = models.PositiveIntegerField(default=0)
+    tokens_in = models.BigIntegerField(default=0)
+    tokens_out = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    message = models.TextField(blank=True, help_text="why a run failed, or a note on how it ended")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}: {self.judge_version} on {self.sample}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done_items / self.total_items) if self.total_items else (100 if not self.is_active else 0)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+
+class Judgment(models.Model):
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="judgments")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="judgments")
+    status = models.CharField(max_length=5, choices=Status.choices)
+    labels = models.JSONField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=30, blank=True)
+    error_message = models.TextField(blank=True)
+    prompt = models.TextField(blank=True)
+    raw_response = models.TextField(blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=8, default=Decimal("0"))
+    latency_ms = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    repaired = models.BooleanField(default=False)
+    # Traceability: what this judgment was made under (denormalized from the run on purpose).
+    judge_version = models.ForeignKey(JudgeVersion, on_delete=models.PROTECT, related_name="+")
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    rubric_hash = models.CharField(max_length=16)
+    precedent_set = models.ForeignKey(PrecedentSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    precedent_ids = models.JSONField(default=list, blank=True, help_text="the precedents the prompt showed, in order")
+    item_hash = models.CharField(max_length=64)
+    cache_key = models.CharField(max_length=64, db_index=True)
+    cached_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            # The guarantee that a retried or redelivered chunk never duplicates a judgment.
+            models.UniqueConstraint(fields=["run", "item"], name="judgment_unique_run_item"),
+            models.CheckConstraint(
+                condition=(Q(status="ok", labels__isnull=False) | Q(status="error", labels__isnull=True)),
+                name="judgment_labels_iff_ok",
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "status"])]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk} ({self.status})"

@@ -1,0 +1,52 @@
+"""Reads for the judge pages: run statistics computed in the database and numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import Count, QuerySet
+
+from .models import Judge, JudgeRun, Judgment
+
+
+def judges_for_index() -> QuerySet[Judge]:
+    return Judge.objects.select_related("surface").prefetch_related("versions").annotate(run_count=Count("versions__runs"))
+
+
+def runs_for_index(limit: int = 30) -> QuerySet[JudgeRun]:
+    return JudgeRun.objects.select_related("judge_version__judge", "sample").order_by("-created_at")[:limit]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    judgments_per_s: float | None
+    errors_by_kind: list[tuple[str, int]]
+    cost_per_1k: float | None
+
+
+def run_stats(run: JudgeRun) -> RunStats:
+    latencies = np.array(
+        Judgment.objects.filter(run=run, cached_from__isnull=True, latency_ms__gt=0).values_list("latency_ms", flat=True),
+        dtype=float,
+    )
+    p50, p95 = (np.percentile(latencies, [50, 95]).tolist() if latencies.size else (None, None))
+    elapsed = run.elapsed_s
+    rate = run.done_items / elapsed if elapsed and run.done_items else None
+    errors = list(Judgment.objects.filter(run=run, status=Judgment.Status.ERROR).values_list("error_kind")
+                  .annotate(n=Count("id")).order_by("-n"))
+    judged = run.done_items - run.cached_items
+    cost_per_1k = float(run.cost) * 1000 / judged if judged else None
+    return RunStats(latency_p50_ms=p50, latency_p95_ms=p95, judgments_per_s=rate, errors_by_kind=errors,
+                    cost_per_1k=cost_per_1k)
+
+
+def run_judgments(run: JudgeRun, *, status: str = "", error_kind: str = "") -> QuerySet[Judgment]:
+    qs = Judgment.objects.filter(run=run).select_related("item__query", "item__document")
+    if status:
+        qs = qs.filter(status=status)
+    if error_kind:
+        qs = qs.filter(error_kind=error_kind)
+    return qs.order_by("id")

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from sage.api import ApiError, api_view
+from sage.roles import Role, has_role
+from traffic.models import Sample
+
+from .forms import JudgeCreateForm, JudgeVersionForm, RunStartForm
+from .models import Judge, JudgeRun, JudgeVersion, Judgment
+from .selectors import judges_for_index, run_judgments, run_stats, runs_for_index
+from .services import (
+    JudgeError,
+    judge_create,
+    judge_run_cancel,
+    judge_run_estimate,
+    judge_run_resume,
+    judge_run_start,
+    judge_version_create,
+)
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "judges/index.html", {"judges": judges_for_index(), "runs": runs_for_index(),
+                                                 "can_run": has_role(request.user, Role.ANALYST)})
+
+
+def judge_new(request: HttpRequest) -> HttpResponse:
+    if not has_role(request.user, Role.ANALYST):
+        return HttpResponseForbidden("Only analysts and admins can create judges.")
+    form = JudgeCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            version = judge_create(name=data.pop("name"), surface=data.pop("surface"),
+                                   description=data.pop("description"), user=request.user, **data)
+        except JudgeError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Created {version}.")
+            return redirect("judges:detail", pk=version.judge_id)
+    return render(request, "judges/judge_form.html", {"form": form, "title": "New judge"})
+
+
+def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    judge = get_object_or_404(Judge, pk=pk)
+    latest = judge.latest_version()
+    form = JudgeVersionForm(request.POST or None, initial=JudgeVersionForm.initial_from(latest))
+    if request.method == "POST":
+        if not has_role(request.user, Role.ANALYST):
+            return HttpResponseForbidden("Only analysts and admins can edit judges.")
+        if form.is_valid():
+            try:
+                version = judge_version_create(judge=judge, user=request.user,
+                                               change_note=request.POST.get("change_note", ""), **form.cleaned_data)
+            except JudgeError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Saved as {version}; earlier versions are unchanged.")
+                return redirect("judges:detail", pk=pk)
+    return render(request, "judges/judge_detail.html", {
+        "judge": judge, "versions": judge.versions.select_related("policy_version__policy"), "form": form,
+        "runs": JudgeRun.objects.filter(judge_version__judge=judge).select_related("sample", "judge_version")[:30],
+        "can_run": has_role(request.user, Role.ANALYST),
+    })
+
+
+def run_new(request: HttpRequest) -> HttpResponse:
+    if not has_role(request.user, Role.ANALYST):
+        return HttpResponseForbidden("Only analysts and admins can run judges.")
+    form = RunStartForm(request.POST or request.GET or None)
+    estimate = None
+    if form.is_bound and form.is_valid():
+        estimate = judge_run_estimate(version=form.cleaned_data["version"], sample=form.cleaned_data["sample"])
+        if request.method == "POST" and request.POST.get("confirm"):
+            try:
+                run = judge_run_start(version=form.cleaned_data["version"], sample=form.cleaned_data["sample"],
+                                      user=request.user, bypass_cache=form.cleaned_data["bypass_cache"])
+            except JudgeError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("judges:run", pk=run.pk)
+    template = "judges/run_new.html#estimate" if request.htmx and request.method == "GET" else "judges/run_new.html"
+    return render(request, template, {"form": form, "estimate": estimate})
+
+
+def _run_context(run: JudgeRun) -> dict:
+    return {"run": run, "stats": run_stats(run)}
+
+
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(JudgeRun.objects.select_related("judge_version__judge", "judge_version__policy_version__policy",
+                                                            "sample", "precedent_set"), pk=pk)
+    if request.htmx and request.htmx.target == "run-status":
+        response = render(request, "judges/run_detail.html#status",
+                          {**_run_context(run), "can_run": has_role(request.user, Role.ANALYST)})
+        if not run.is_active:
+            # The run just ended: reload once so the judgments table and actions are current too.
+            response["HX-Refresh"] = "true"
+        return response
+    status, kind = request.GET.get("status", ""), request.GET.get("error_kind", "")
+    page = Paginator(run_judgments(run, status=status, error_kind=kind), 50).get_page(request.GET.get("page"))
+    return render(request, "judges/run_detail.html", {**_run_context(run), "page": page, "status_filter": status,
+                                                      "kind_filter": kind, "can_run": has_role(request.user, Role.ANALYST)})
+
+
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(JudgeRun, pk=pk)
+    try:
+        cancelled = judge_run_cancel(run=run, user=request.user)
+    except JudgeError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, "Run cancelled." if cancelled else "The run had already finished.")
+    return redirect("judges:run", pk=pk)
+
+
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(JudgeRun, pk=pk)
+    try:
+        resumed = judge_run_resume(run=run, user=request.user)
+    except JudgeError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, "Resumed: unjudged items are queued again." if resumed else "Nothing to resume.")
+    return redirect("judges:run", pk=pk)
+
+
+@require_GET
+def judgment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    judgment = get_object_or_404(Judgment.objects.select_related(
+        "run", "item__query", "item__document", "judge_version__judge", "policy_version__policy", "precedent_set"), pk=pk)
+    rubric = judgment.policy_version.parsed_rubric()
+    labelled = [(dim, dim.level((judgment.labels or {}).get(dim.key))) for dim in rubric.dimensions]
+    return render(request, "judges/judgment_detail.html", {"j": judgment, "labelled": labelled})
+
+
+# --- REST API ----------------------------------------------------------------------------------
+
+def _run_json(run: JudgeRun) -> dict:
+    return {
+        "id": run.pk, "status": run.status, "judge_version": run.judge_version_id, "sample": run.sample_id,
+        "total_items": run.total_items, "done_items": run.done_items, "error_items": run.error_items,
+        "cached_items": run.cached_items, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
+        "cost": str(run.cost), "message": run.message,
+    }
+
+
+@api_view(methods=("POST", "GET"), roles=(Role.ANALYST,))
+def api_runs(request: HttpRequest) -> JsonResponse:
+    if request.method == "GET":
+        return JsonResponse({"runs": [_run_json(r) for r in runs_for_index(100)]})
+    import json
+
+    try:
+        body = json.loads(request.body or b"{}")
+        version = JudgeVersion.objects.get(pk=int(body["judge_version"]))
+        sample = Sample.objects.get(pk=int(body["sample"]))
+    except (ValueError, KeyError, TypeError):
+        raise ApiError("Send JSON with integer 'judge_version' and 'sample' (and optional 'bypass_cache').") from None
+    except (JudgeVersion.DoesNotExist, Sample.DoesNotExist) as exc:
+        raise ApiError(str(exc), status=404, code="not_found") from None
+    try:
+        run = judge_run_start(version=version, sample=sample, user=request.user, bypass_cache=bool(body.get("bypass_cache")))
+    except JudgeError as exc:
+        raise ApiError(str(exc), code="invalid") from None
+    return JsonResponse(_run_json(run), status=201)
+
+
+@api_view(methods=("GET",), roles=(Role.ANALYST,))
+def api_run(request: HttpRequest, pk: int) -> JsonResponse:
+    run = JudgeRun.objects.filter(pk=pk).first()
+    if run is None:
+        raise ApiError(f"No judge run {pk}.", status=404, code="not_found")
+    return JsonResponse(_run_json(run))
