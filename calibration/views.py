@@ -59,6 +59,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rubric = run.judge_version.policy_version.parsed_rubric()
     return render(request, "calibration/run.html", {
         "run": run, "snapshots": [(s, rubric.dimension(s.dimension)) for s in snapshots], "metric": metric,
+        "metric_title": METRIC_TITLES[metric],
         "charts": confusion_charts(run, snapshots), "segments": segment_breakdown(run, metric=metric),
         "clauses": clause_breakdown(run), "open_disagreements": run.disagreements.filter(status="open").count(),
         "can_triage": has_role(request.user, Role.REVIEWER), "can_rejudge": has_role(request.user, Role.ANALYST)

@@ -40,7 +40,6 @@ class JudgeVersion(models.Model):
     class Backend(models.TextChoices):
         OPENAI = "openai", "OpenAI-compatible endpoint"
         IMPORTED = "imported", "Imported labels"
-        STUDENT = "student", "Distilled student"
 
     judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()

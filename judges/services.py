@@ -286,10 +286,8 @@ def _copy_cached(run: JudgeRun, items: dict[int, Item], keys: dict[int, str]) ->
 
 
 def _backend_for(version: JudgeVersion):
-    if version.backend == JudgeVersion.Backend.OPENAI:
-        endpoint = settings.SAGE_JUDGE_ENDPOINTS[version.endpoint_name]
-        return get_backend("openai", base_url=endpoint["base_url"], api_key=endpoint["api_key"])
-    return get_backend(version.backend, version=version)
+    endpoint = settings.SAGE_JUDGE_ENDPOINTS[version.endpoint_name]
+    return get_backend(version.backend, base_url=endpoint["base_url"], api_key=endpoint["api_key"])
 
 
 def judge_run_chunk(*, run_id: int, item_ids: list[int]) -> int:

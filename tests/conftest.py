@@ -125,8 +125,10 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str
     raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope, not session: Playwright's sync API keeps an event loop running on the main thread
+    # while it is open, and tests that call asyncio.run() later in the session must not see it.
     executable = os.environ.get("SAGE_BROWSER", "/usr/bin/chromium")
     if not Path(executable).exists():
         pytest.skip(f"headless Chromium not found at {executable} (./run test installs Debian's chromium)")

@@ -15,6 +15,7 @@ STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
     "stratified": ("size", "allocation", "variants"),
     "top_k": ("k", "queries", "variants"),
     "union_top_k": ("k", "queries", "control", "treatment"),
+    "disagreement": ("size", "runs"),  # registered by the judges app
 }
 
 
@@ -43,6 +44,7 @@ class SampleForm(forms.Form):
     variants = forms.CharField(required=False, help_text="comma-separated variant names; blank: all")
     control = forms.CharField(required=False, max_length=60)
     treatment = forms.CharField(required=False, max_length=60)
+    runs = forms.CharField(required=False, help_text="disagreement: comma-separated judge run ids")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -55,7 +57,7 @@ class SampleForm(forms.Form):
             value = data.get(key)
             if value in (None, ""):
                 continue
-            if key == "variants":
+            if key in ("variants", "runs"):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             params[key] = value
         return params

@@ -65,10 +65,11 @@ class JudgeBackend:
         """Release connections; called by the engine's sync wrapper when its event loop ends."""
 
 
+# Backends that call a model. Imported labels need none: `judges.services.judge_run_import` loads them
+# as a finished run. A local model (the distilled student) registers here with `max_batch_size` > 1
+# and a `judge_batch` that scores many items per forward pass.
 BACKENDS: dict[str, str] = {
     "openai": "judges.core.openai_backend.OpenAIBackend",
-    "imported": "judges.core.backends.ImportedBackend",
-    "student": "judges.core.backends.StudentBackend",
 }
 
 
@@ -81,27 +82,6 @@ def get_backend(name: str, **kwargs: Any) -> JudgeBackend:
     module_name, _, class_name = dotted.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**kwargs)
-
-
-class ImportedBackend(JudgeBackend):
-    """Labels produced elsewhere (an OpenAI Batch API output, another tool's run), loaded from JSONL
-    with their provenance. Placeholder: the models layer owns this (issue 5)."""
-
-    name = "imported"
-
-    def __init__(self, **kwargs: Any) -> None:
-        raise NotImplementedError("the 'imported' judge backend is not implemented yet (issue 5)")
-
-
-class StudentBackend(JudgeBackend):
-    """The distilled student model, judging batches locally. Placeholder until distillation lands
-    (issue 5): it will set `max_batch_size` > 1 and override `judge_batch`."""
-
-    name = "student"
-    max_batch_size = 32
-
-    def __init__(self, **kwargs: Any) -> None:
-        raise NotImplementedError("the 'student' judge backend is not implemented yet (issue 5)")
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

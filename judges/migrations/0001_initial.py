@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('number', models.PositiveIntegerField()),
-                ('backend', models.CharField(choices=[('openai', 'OpenAI-compatible endpoint'), ('imported', 'Imported labels'), ('student', 'Distilled student')], max_length=20)),
+                ('backend', models.CharField(choices=[('openai', 'OpenAI-compatible endpoint'), ('imported', 'Imported labels')], max_length=20)),
                 ('model_name', models.CharField(max_length=200)),
                 ('endpoint_name', models.CharField(blank=True, help_text='names an endpoint in settings (SAGE_ENDPOINT_<NAME>_*); no URL or key here', max_length=60)),
                 ('prompt_template_version', models.CharField(blank=True, max_length=20)),

@@ -102,15 +102,9 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
 
 def test_the_registry_builds_backends_by_name():
     assert isinstance(get_backend("openai", base_url="http://127.0.0.1:1/v1"), OpenAIBackend)
-    assert set(BACKENDS) == {"openai", "imported", "student"}
+    assert set(BACKENDS) == {"openai"}
     with pytest.raises(ValueError, match="unknown judge backend"):
         get_backend("nope")
-
-
-@pytest.mark.parametrize("name", ["imported", "student"])
-def test_placeholder_backends_say_they_are_not_implemented(name):
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        get_backend(name)
 
 
 def test_the_registry_imports_provider_sdks_lazily():
