@@ -81,7 +81,7 @@ def throughput(n_per_level: dict[int, int]) -> None:
         from judges.models import JudgeRun
         from judges.services import judge_create, judge_run_chunk
 
-        print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | overhead ms/judgment |")
+        print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | our CPU ms/judgment |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for concurrency, n in n_per_level.items():
             surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{int(time.time())}")
@@ -91,15 +91,17 @@ def throughput(n_per_level: dict[int, int]) -> None:
             run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
                                           status="running", bypass_cache=True)
             ids = list(sample.sample_items.values_list("item_id", flat=True))
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.thread_time()
             judge_run_chunk(run_id=run.pk, item_ids=ids)
             wall = time.perf_counter() - start
+            # CPU of this (the caller's) thread: prompt build, cache lookup, parse hand-off, bulk DB
+            # writes and counters; the HTTP client runs on the engine's own event-loop thread.
+            ours_ms = (time.thread_time() - cpu_start) / n * 1000
             run.refresh_from_db()
             assert run.done_items == n, (run.done_items, n)
             rate = n / wall
             ideal = concurrency / 0.2
-            overhead_ms = max(0.0, wall - n / ideal) / n * 1000 * concurrency
-            print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% | {overhead_ms:.2f} |")
+            print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% | {ours_ms:.2f} |")
 
 
 def faults(n: int = 5000) -> None:

@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1, help="fresh surfaces, one import each")
+    parser.add_argument("--phases", action="store_true", help="time every SQL statement of the import")
     args = parser.parse_args()
 
     import django
@@ -65,13 +66,28 @@ def main() -> None:
             surface = surface_get_or_create(slug=f"bench-{time.time_ns()}", name="bench")
             for name, role in (("control", "control"), ("treatment", "treatment")):
                 variant_get_or_create(surface=surface, name=name, role=role)
+            phases: list[tuple[str, float]] = []
+
+            def timed(execute, sql, params, many, context):
+                t0 = time.perf_counter()
+                try:
+                    return execute(sql, params, many, context)
+                finally:
+                    phases.append((" ".join(sql.split())[:60], time.perf_counter() - t0))
+
             started = time.perf_counter()
-            with path.open("rb") as fh:
+            with path.open("rb") as fh, connection.execute_wrapper(timed):
                 result = traffic_import(surface=surface, source=fh, filename=f"bench-{i}.jsonl")
             seconds = time.perf_counter() - started
             stats = result.traffic_import.stats
             print(f"run {i + 1}: {args.rows:,} rows in {seconds:.2f}s = {args.rows / seconds:,.0f} rows/s "
                   f"({stats['new_items']:,} new items, {stats['new_documents']:,} new documents)")
+            if args.phases:
+                sql_total = sum(t for _, t in phases)
+                print(f"    {seconds - sql_total:6.2f}s  hash file + parse + validate + COPY to staging (not SQL-wrapped)")
+                for sql, t in phases:
+                    if t >= 0.05:
+                        print(f"    {t:6.2f}s  {sql}")
 
 
 if __name__ == "__main__":

@@ -80,9 +80,11 @@ def confusion_charts(run: JudgeRun, snapshots: list[AgreementSnapshot]) -> list[
 
 def segment_breakdown(run: JudgeRun, *, metric: str, max_items: int = 200_000) -> dict[str, Any] | None:
     """Agreement on the overall dimension per query segment (skipped for very large runs)."""
+    if run.total_items > max_items:
+        return None  # decided before loading a million labels
     dim = run.judge_version.policy_version.parsed_rubric().overall
     j_ids, j_vals = run_labels(run, dim.key)
-    if j_ids.size == 0 or j_ids.size > max_items:
+    if j_ids.size == 0:
         return None
     h_ids, h_vals, _ = human_consensus(j_ids, dim.key)
     common, ia, ib = np.intersect1d(j_ids, h_ids, assume_unique=True, return_indices=True)

@@ -4,10 +4,10 @@ between any two labellers (judge run vs humans, run vs run, human vs human) on w
 Two paths, same results. On PostgreSQL the joins and grouping run in the database: agreement of a
 run with humans is one query returning confusion counts per (query, judge value, human consensus),
 which the agreement service expands into paired arrays in numpy (a million judgments stay in the
-database; only the matched pairs' counts come back), and the array loaders read whole columns
-with one binary COPY parsed by numpy. On other databases (SQLite in development) the same arrays
-come from the ORM and numpy does the pairing. tests/calibration/test_selectors_scale.py checks that
-both paths agree exactly.
+database; only the matched pairs' counts come back), and the array loaders get each column as one
+bytea that numpy reads in place. On other databases (SQLite in development) the same arrays come
+from the ORM and numpy does the pairing. tests/calibration/test_selectors_scale.py checks that both
+paths agree exactly; bench/README_calibration.md has the figures at 1M judgments.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from judges.models import JudgeRun, Judgment
 from policy.models import PolicyVersion
@@ -24,10 +24,6 @@ from traffic.models import Item
 
 from .agreement import DimensionAgreement, dimension_agreement
 
-# PostgreSQL's binary COPY: an 11-byte signature, 4 bytes of flags and 4 of header extension, then
-# per row a 2-byte field count and per field a 4-byte length and the value; a 2-byte trailer.
-_COPY_HEADER, _COPY_TRAILER = 19, 2
-
 
 def use_sql_path() -> bool:
     """True when agreement is computed in the database (PostgreSQL); tests may patch this."""
@@ -35,25 +31,43 @@ def use_sql_path() -> bool:
 
 
 def _int_columns(sql: str, params: list, ncols: int) -> np.ndarray:
-    """(rows, ncols) int64 array of a query whose columns are all non-null bigints.
+    """(rows, ncols) int64 array of a query whose columns are all non-null integers, rows sorted
+    lexicographically (callers need no ORDER BY: numpy sorts faster than a spilled database sort).
 
-    PostgreSQL: one `COPY (query) TO STDOUT (FORMAT binary)` read straight into numpy, no Python
-    object per value. Elsewhere: execute and fetch all.
+    PostgreSQL: each column comes back as one bytea of big-endian int8s (`string_agg(int8send(c))`),
+    read with `np.frombuffer`: one row and no Python object per value, where a cursor would build a
+    tuple per row and a binary COPY would hand Python one message per row. Elsewhere: fetch all.
     """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            buffer = bytearray()
-            with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
-                for block in copy:
-                    buffer += block
-            body = memoryview(buffer)[_COPY_HEADER:len(buffer) - _COPY_TRAILER]
-            row = np.dtype([("n", ">i2")] + [(f, t) for c in range(ncols) for f, t in ((f"l{c}", ">i4"), (f"v{c}", ">i8"))])
-            records = np.frombuffer(body, dtype=row)
-            if records.size and not (np.all(records["n"] == ncols) and all(np.all(records[f"l{c}"] == 8) for c in range(ncols))):
-                raise ValueError("expected non-null bigint columns")
-            return np.column_stack([records[f"v{c}"].astype(np.int64) for c in range(ncols)]).reshape(-1, ncols)
-        cursor.execute(sql, params)
-        return np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, ncols)
+            names = ", ".join(f"c{c}" for c in range(ncols))
+            aggregates = ", ".join(f"count(c{c}), string_agg(int8send(c{c}::bigint), ''::bytea)" for c in range(ncols))
+            # For this statement only (set_config(..., true) is transaction-local, and the old values
+            # are put back so an enclosing transaction is left as it was): no JIT, whose compiling
+            # costs more (~0.4 s at 1M rows) than it saves; no nested loops, which the planner picks
+            # on freshly written tables it has no statistics for yet (a just-imported run), and
+            # which turn a join of two runs into minutes. Hash joins are right at every size here.
+            with transaction.atomic(using=connection.alias):
+                cursor.execute("SELECT current_setting('jit'), current_setting('enable_nestloop'), "
+                               "set_config('jit', 'off', true), set_config('enable_nestloop', 'off', true)")
+                jit, nestloop, *_ = cursor.fetchone()
+                cursor.execute(f"SELECT count(*), {aggregates} FROM ({sql}) AS t({names})", params)
+                total, *columns = cursor.fetchone()
+                cursor.execute("SELECT set_config('jit', %s, true), set_config('enable_nestloop', %s, true)",
+                               [jit, nestloop])
+            if any(n != total for n in columns[0::2]):
+                raise ValueError("expected non-null integer columns")
+            if total == 0:
+                return np.zeros((0, ncols), dtype=np.int64)
+            rows = np.column_stack([np.frombuffer(data, dtype=">i8").astype(np.int64) for data in columns[1::2]])
+        else:
+            cursor.execute(sql, params)
+            rows = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, ncols)
+    return rows[np.lexsort(rows.T[::-1])] if len(rows) > 1 else rows
+
+
+def _id_list(ids: Iterable[int]) -> list[int]:
+    return np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64).tolist()
 
 
 def _table(model) -> str:
@@ -66,17 +80,13 @@ def _judgment_values_sql(run: JudgeRun, dimension: str) -> tuple[str, list]:
             f"WHERE run_id = %s AND status = %s AND labels ? %s", [dimension, run.pk, Judgment.Status.OK, dimension])
 
 
-def _consensus_sql(dimension: str, item_ids: list[int] | None, *, within: str | None = None,
-                   within_params: list | None = None) -> tuple[str, list]:
+def _consensus_sql(dimension: str, item_ids: list[int] | None) -> tuple[str, list]:
     """(item_id, lower-median latest human label) per item (PostgreSQL). percentile_disc(0.5) is the
     first value whose cumulative share reaches one half: the element at (count - 1) // 2."""
     where, params = ["is_latest", "labels ? %s"], [dimension]
     if item_ids is not None:
         where.append("item_id = ANY(%s)")
         params.append(item_ids)
-    if within is not None:
-        where.append(f"item_id IN (SELECT item_id FROM ({within}) AS within_items)")
-        params.extend(within_params or [])
     return (f"SELECT item_id::bigint AS item_id, percentile_disc(0.5) WITHIN GROUP "
             f"(ORDER BY (labels ->> %s)::bigint) AS value FROM {_table(HumanLabel)} "
             f"WHERE {' AND '.join(where)} GROUP BY item_id", [dimension, *params])
@@ -87,7 +97,7 @@ def paired_counts_sql(sql_a: str, params_a: list, sql_b: str, params_b: list) ->
     grouped in the database."""
     sql = (f"SELECT i.query_id::bigint, a.value, b.value, count(*)::bigint FROM ({sql_a}) AS a "
            f"JOIN ({sql_b}) AS b ON b.item_id = a.item_id JOIN {_table(Item)} AS i ON i.id = a.item_id "
-           f"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+           f"GROUP BY 1, 2, 3")
     return _int_columns(sql, [*params_a, *params_b], 4)
 
 
@@ -106,7 +116,7 @@ def run_labels(run: JudgeRun, dimension: str) -> tuple[np.ndarray, np.ndarray]:
     """(item ids, labels) of a run's successful judgments for one dimension, sorted by item id."""
     if use_sql_path():
         sql, params = _judgment_values_sql(run, dimension)
-        rows = _int_columns(f"{sql} ORDER BY item_id", params, 2)
+        rows = _int_columns(sql, params, 2)
         return rows[:, 0], rows[:, 1]
     rows = np.array(
         list(Judgment.objects.filter(run=run, status=Judgment.Status.OK, **{f"labels__{dimension}__isnull": False})
@@ -126,8 +136,7 @@ def human_consensus(item_ids: Iterable[int] | None, dimension: str, *, reviewer_
         where, params = ["is_latest", "labels ? %s"], [dimension]
         if item_ids is not None:
             where.append("item_id = ANY(%s)")
-            params.append(np.asarray(list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids,
-                                     dtype=np.int64).tolist())
+            params.append(_id_list(item_ids))
         if reviewer_ids is not None:
             where.append("reviewer_id = ANY(%s)")
             params.append([int(r) for r in reviewer_ids])
@@ -137,7 +146,7 @@ def human_consensus(item_ids: Iterable[int] | None, dimension: str, *, reviewer_
             params.append(exclude)
         rows = _int_columns(
             f"SELECT item_id::bigint, percentile_disc(0.5) WITHIN GROUP (ORDER BY (labels ->> %s)::bigint), "
-            f"count(*)::bigint FROM {_table(HumanLabel)} WHERE {' AND '.join(where)} GROUP BY item_id ORDER BY item_id",
+            f"count(*)::bigint FROM {_table(HumanLabel)} WHERE {' AND '.join(where)} GROUP BY item_id",
             [dimension, *params], 3)
         return rows[:, 0], rows[:, 1], rows[:, 2]
     qs = HumanLabel.objects.filter(is_latest=True, **{f"labels__{dimension}__isnull": False})
@@ -163,7 +172,7 @@ def query_ids_for(item_ids: np.ndarray) -> np.ndarray:
     if use_sql_path():
         if item_ids.size == 0:
             return np.zeros(0, dtype=np.int64)
-        rows = _int_columns(f"SELECT id::bigint, query_id::bigint FROM {_table(Item)} WHERE id = ANY(%s) ORDER BY id",
+        rows = _int_columns(f"SELECT id::bigint, query_id::bigint FROM {_table(Item)} WHERE id = ANY(%s)",
                             [np.unique(item_ids).tolist()], 2)
         at = np.searchsorted(rows[:, 0], item_ids)
         if at.size and (at.max() >= len(rows) or not np.array_equal(rows[at, 0], item_ids)):
@@ -179,12 +188,20 @@ def _paired(ids_a: np.ndarray, a: np.ndarray, ids_b: np.ndarray, b: np.ndarray):
 
 
 def run_vs_humans_counts(run: JudgeRun, dimension: str, item_ids: Iterable[int] | None = None) -> np.ndarray:
-    """(query id, judge value, human consensus, count) rows for one dimension, grouped in PostgreSQL."""
-    sql_a, params_a = _judgment_values_sql(run, dimension)
-    ids = None if item_ids is None else np.asarray(list(item_ids), dtype=np.int64).tolist()
-    # Consensus only over the run's items: the label table may hold many other samples' labels.
-    sql_b, params_b = _consensus_sql(dimension, ids, within=sql_a, within_params=params_a)
-    return paired_counts_sql(sql_a, params_a, sql_b, params_b)
+    """(query id, judge value, human consensus, count) rows for one dimension, grouped in PostgreSQL.
+
+    The run's judgments are hash-joined to the per-item consensus (the smaller side) and to their
+    items; the JSON label is read only for the matched rows (the OFFSET 0 fence keeps the planner
+    from pushing the key test down into the scan of every judgment).
+    """
+    ids = None if item_ids is None else _id_list(item_ids)
+    consensus, consensus_params = _consensus_sql(dimension, ids)
+    sql = (f"SELECT query_id::bigint, (labels ->> %s)::bigint, value::bigint, count(*)::bigint FROM ("
+           f"SELECT i.query_id, j.labels, h.value FROM {_table(Judgment)} AS j "
+           f"JOIN ({consensus}) AS h ON h.item_id = j.item_id JOIN {_table(Item)} AS i ON i.id = j.item_id "
+           f"WHERE j.run_id = %s AND j.status = %s OFFSET 0) AS matched "
+           f"WHERE labels ? %s GROUP BY 1, 2, 3")
+    return _int_columns(sql, [dimension, *consensus_params, run.pk, Judgment.Status.OK, dimension], 4)
 
 
 def agreement_run_vs_humans(run: JudgeRun, *, dimensions: list[str] | None = None, n_resamples: int = 1000,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Max
 
 from judges.models import JudgeRun, JudgeVersion, Judgment
 from judges.services import judge_run_start, judge_version_create
@@ -27,9 +27,9 @@ class CalibrationError(Exception):
 
 
 def labels_token() -> str:
-    """Changes whenever a human label is added or corrected (labels are never updated in place)."""
-    state = HumanLabel.objects.aggregate(n=Count("id"), last=Max("id"))
-    return f"{state['n']}:{state['last']}"
+    """Changes whenever a human label is added or corrected: labels are never updated in place (a
+    correction is a new row), so the highest id says it all, read from the primary-key index."""
+    return str(HumanLabel.objects.aggregate(last=Max("id"))["last"] or 0)
 
 
 def agreement_snapshots(*, run: JudgeRun, refresh: bool = False, n_resamples: int = 1000) -> list[AgreementSnapshot]:

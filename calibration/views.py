@@ -30,7 +30,6 @@ from .services import (
     disagreements_refresh,
     triage_resolve,
 )
-from .selectors import human_consensus
 
 
 def _metric(request: HttpRequest) -> str:

@@ -4,7 +4,6 @@ labels on screen without any API key), and a local SmolLM2 judge for the llama.c
 from __future__ import annotations
 
 import io
-import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model

@@ -42,6 +42,8 @@ from .models import Judge, JudgeRun, JudgeVersion, Judgment
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 50
+FLUSH_EVERY_S = 1.0
+REFRESH_EVERY_S = 2.0
 VERSION_FIELDS = ("backend", "model_name", "endpoint_name", "temperature", "max_tokens", "precedent_k",
                   "doc_char_budget", "concurrency", "requests_per_minute", "tokens_per_minute", "policy_version",
                   "price_in_per_m", "price_out_per_m", "provenance")
@@ -323,16 +325,24 @@ def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
         return 0
     buffer: list[Judgment] = []
 
+    last = {"flush": time.monotonic(), "refresh": time.monotonic()}
+
     def flush() -> None:
         if buffer:
             Judgment.objects.bulk_create(buffer, ignore_conflicts=True)
             buffer.clear()
             JudgeRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+        last["flush"] = time.monotonic()
+        # Keep the progress bar moving with slow models too, without an aggregate per outcome.
+        if time.monotonic() - last["refresh"] > REFRESH_EVERY_S:
+            judge_run_refresh(run_id=run.pk)
+            last["refresh"] = time.monotonic()
 
     def on_outcome(outcome: JudgeOutcome) -> None:
         buffer.append(_judgment_from_outcome(run, by_id[outcome.item_id], outcome, precedent_ids[outcome.item_id],
                                              keys[outcome.item_id]))
-        if len(buffer) >= FLUSH_EVERY:
+        # Batches of FLUSH_EVERY when judgments pour in; at least once a second when they trickle.
+        if len(buffer) >= FLUSH_EVERY or time.monotonic() - last["flush"] > FLUSH_EVERY_S:
             flush()
 
     last_check = [0.0, False]

@@ -110,28 +110,25 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
                                                       "kind_filter": kind, "can_run": has_role(request.user, Role.ANALYST)})
 
 
-@require_POST
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def _run_action(request: HttpRequest, pk: int, action, done: str, nothing: str) -> HttpResponse:
     run = get_object_or_404(JudgeRun, pk=pk)
     try:
-        cancelled = judge_run_cancel(run=run, user=request.user)
+        changed = action(run=run, user=request.user)
     except JudgeError as exc:
         messages.error(request, str(exc))
     else:
-        messages.info(request, "Run cancelled." if cancelled else "The run had already finished.")
+        messages.info(request, done if changed else nothing)
     return redirect("judges:run", pk=pk)
+
+
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(request, pk, judge_run_cancel, "Run cancelled.", "The run had already finished.")
 
 
 @require_POST
 def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(JudgeRun, pk=pk)
-    try:
-        resumed = judge_run_resume(run=run, user=request.user)
-    except JudgeError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.info(request, "Resumed: unjudged items are queued again." if resumed else "Nothing to resume.")
-    return redirect("judges:run", pk=pk)
+    return _run_action(request, pk, judge_run_resume, "Resumed: unjudged items are queued again.", "Nothing to resume.")
 
 
 @require_GET

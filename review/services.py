@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import IO, Any
@@ -17,7 +16,7 @@ from django.utils import timezone
 from policy.models import PolicyVersion
 from sage.roles import Role, has_role
 from traffic.models import Item, Sample, SampleItem
-from traffic.rows import ImportRowError, decoded_lines, query_hash
+from traffic.rows import ImportRowError, decoded_lines, jsonl_objects, query_hash
 
 from .models import MAX_RATIONALE_CHARS, Assignment, HumanLabel, ReviewQueue
 
@@ -220,15 +219,7 @@ def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: P
     User = get_user_model()
     try:
         with transaction.atomic():
-            for line_no, text in enumerate(decoded_lines(source), start=1):
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except ValueError as exc:
-                    raise ImportRowError(line_no, f"bad JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise ImportRowError(line_no, "each line must be a JSON object")
+            for line_no, row in jsonl_objects(decoded_lines(source)):
                 username = row.get("reviewer")
                 if username:
                     if username not in users:

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractUser, Group
 from django.db import transaction
 from django.utils import timezone
 
-from .models import WorkerPing
+from .models import ApiToken, WorkerPing
 from .roles import Role, ensure_role_groups
 
 
@@ -56,19 +56,16 @@ def user_upsert(
     return user, created
 
 
-def api_token_create(*, user: AbstractUser, name: str) -> tuple["ApiToken", str]:
+def api_token_create(*, user: AbstractUser, name: str) -> tuple[ApiToken, str]:
     """Returns the token row and the plain key, which is never stored and cannot be shown again."""
     import secrets
 
     from .api import hash_key
-    from .models import ApiToken
 
     key = "sage_" + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name[:100], prefix=key[:12], key_hash=hash_key(key))
     return token, key
 
 
-def api_token_revoke(*, token: "ApiToken") -> None:
-    from .models import ApiToken
-
+def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -194,6 +194,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
+    # The HTTP clients log every request at INFO: thousands of lines per judge run.
+    "loggers": {
+        **{name: {"level": "WARNING"} for name in ("httpx", "httpx2", "httpcore", "openai", "aiohttp")},
+        # filesystem:// has no host by design; kombu warns about it on every connection.
+        "kombu.connection": {"level": "ERROR"},
+    },
 }
 
 # --- SAGE -----------------------------------------------------------------------------------

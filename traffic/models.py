@@ -77,7 +77,8 @@ class Item(models.Model):
     """The unit that gets judged: one (query, document) pair, shared by every variant that served it."""
 
     hash = models.CharField(max_length=64, unique=True)
-    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="items")
+    # No index of its own: item_unique_pair (query, document) serves lookups by query.
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="items", db_index=False)
     document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="items")
 
     class Meta:
@@ -117,8 +118,11 @@ class TrafficImport(models.Model):
 class ResultEntry(models.Model):
     """One position of one result list: `variant` served `item` at `rank` for `query`."""
 
-    traffic_import = models.ForeignKey(TrafficImport, on_delete=models.CASCADE, related_name="entries")
-    variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="entries")
+    # No indexes of their own (each one slows every import): resultentry_unique_rank starts with
+    # traffic_import, resultentry_variant_rank with variant.
+    traffic_import = models.ForeignKey(TrafficImport, on_delete=models.CASCADE, related_name="entries",
+                                       db_index=False)
+    variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="entries", db_index=False)
     query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="entries")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="entries")
     rank = models.PositiveIntegerField()

@@ -28,6 +28,12 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+try:  # orjson parses ~5x faster than the standard library; the importer works without it
+    from orjson import JSONDecodeError as _FastJSONError
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover
+    _fast_loads, _FastJSONError = None, ValueError
+
 MAX_QUERY_CHARS = 2_000
 MAX_TITLE_CHARS = 2_000
 MAX_URL_CHARS = 4_000
@@ -76,16 +82,25 @@ def item_hash(query_hash_: str, document_hash_: str) -> str:
 class HashingReader:
     """Yields the source's lines as bytes while hashing them and counting bytes for progress."""
 
-    def __init__(self, source: Iterable[bytes], progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, source: Iterable[bytes], progress: Callable[[int], None] | None = None,
+                 *, known_sha256: str | None = None) -> None:
         self.source = source
         self.sha256 = hashlib.sha256()
+        self.known_sha256 = known_sha256  # hashed up front already (a seekable file): don't hash twice
         self.bytes_read = 0
         self.progress = progress
 
+    def hexdigest(self) -> str:
+        return self.known_sha256 or self.sha256.hexdigest()
+
     def __iter__(self) -> Iterator[bytes]:
+        if self.known_sha256 is not None and self.progress is None:
+            yield from self.source  # nothing to do per line
+            return
         pending = 0
+        update = (lambda raw: None) if self.known_sha256 is not None else self.sha256.update
         for raw in self.source:
-            self.sha256.update(raw)
+            update(raw)
             self.bytes_read += len(raw)
             pending += len(raw)
             if self.progress is not None and pending >= 1 << 20:
@@ -130,8 +145,45 @@ class RowParser:
     def __init__(self, *, variants: dict[str, int], adapt_datetime: Callable[[datetime], Any]) -> None:
         self.variants = variants
         self.adapt_datetime = adapt_datetime
+        self._queries: dict[str, tuple[str, str]] = {}  # query text → (hash, stripped text)
 
     def parse(self, row: dict[str, Any], line: int) -> tuple:
+        """The common case in as few Python operations as possible; anything unusual (a missing or
+        non-string field, a limit, a date, extra fields) takes `parse_slow`, which has the messages."""
+        get = row.get
+        variant_id = self.variants.get(get("variant"))  # type: ignore[arg-type]
+        query, rank, doc_id, body = get("query"), get("rank"), get("doc_id"), get("body")
+        title, url = get("title", ""), get("url", "")
+        segment, locale, query_id = get("segment", ""), get("locale", ""), get("query_id", "")
+        if (
+            variant_id is None or type(query) is not str or type(rank) is not int or type(doc_id) is not str
+            or type(body) is not str or type(title) is not str or type(url) is not str
+            or type(segment) is not str or type(locale) is not str or type(query_id) is not str
+            or get("served_at") or get("fields")
+            or not 0 < rank <= 1_000_000 or not 0 < len(body) <= MAX_BODY_CHARS
+            or not 0 < len(query) <= MAX_QUERY_CHARS or not 0 < len(doc_id) <= MAX_ID_CHARS
+            or len(title) > MAX_TITLE_CHARS or len(url) > MAX_URL_CHARS or len(segment) > MAX_SHORT_CHARS
+            or len(locale) > 20 or len(query_id) > MAX_ID_CHARS
+            or body.isspace() or doc_id.isspace()
+        ):
+            return self.parse_slow(row, line)
+        cached = self._queries.get(query)
+        if cached is None:
+            if query.isspace():
+                return self.parse_slow(row, line)
+            if len(self._queries) >= 100_000:
+                self._queries.clear()
+            cached = self._queries[query] = (_checked(query_hash, query, line), query.strip())
+        qh, query_text = cached
+        try:
+            tb, ub, bb = title.encode(), url.encode(), body.encode()
+        except UnicodeEncodeError:
+            raise ImportRowError(line, "bad UTF-8 (a lone surrogate escape)") from None
+        dh = _sha256(b"%d:%b%d:%b%d:%b" % (len(tb), tb, len(ub), ub, len(bb), bb)).hexdigest()
+        return (line, variant_id, rank, None, qh, query_text, segment, locale, query_id, dh, doc_id,
+                title, body, url, "{}", _sha256(f"{qh}:{dh}".encode()).hexdigest())
+
+    def parse_slow(self, row: dict[str, Any], line: int) -> tuple:
         variant_name = _text(row, "variant", line, MAX_SHORT_CHARS, required=True)
         variant_id = self.variants.get(variant_name)
         if variant_id is None:
@@ -175,8 +227,8 @@ class RowParser:
             fields_json = json.dumps(fields, ensure_ascii=False)
             if len(fields_json) > MAX_BODY_CHARS:
                 raise ImportRowError(line, f"fields are over {MAX_BODY_CHARS:,} characters")
-        qh = query_hash(query)
-        dh = document_hash(title=title, body=body, url=url)
+        qh = _checked(query_hash, query, line)
+        dh = _checked(lambda _: document_hash(title=title, body=body, url=url), None, line)
         return (
             line, variant_id, rank, served_at, qh, query.strip(),
             _text(row, "segment", line, MAX_SHORT_CHARS), _text(row, "locale", line, 20),
@@ -185,7 +237,46 @@ class RowParser:
         )
 
 
-def iter_jsonl(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
+_sha256 = hashlib.sha256
+
+
+def _checked(fn: Callable[[Any], str], arg: Any, line: int) -> str:
+    try:
+        return fn(arg)
+    except UnicodeEncodeError:
+        raise ImportRowError(line, "bad UTF-8 (a lone surrogate escape)") from None
+
+
+def iter_jsonl_bytes(raw_lines: Iterable[bytes], parser: RowParser) -> Iterator[tuple]:
+    """JSONL straight from bytes: orjson checks the UTF-8 and parses in one step. On any failure the
+    line is decoded and parsed again by the standard library, which words the error (or, for what only
+    it accepts, such as NaN, parses the line)."""
+    loads, parse = _fast_loads, parser.parse
+    for line_no, raw in enumerate(raw_lines, start=1):
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            row = loads(raw)
+        except _FastJSONError:
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImportRowError(line_no, f"bad UTF-8 (byte {exc.start + 1} of the line)") from None
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                raise ImportRowError(line_no, f"bad JSON ({exc.msg} at column {exc.colno})") from None
+        if type(row) is not dict:
+            raise ImportRowError(line_no, "each line must be a JSON object")
+        yield parse(row, line_no)
+
+
+def jsonl_objects(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; the first bad line raises ImportRowError."""
     for line_no, text in enumerate(lines, start=1):
         if not text.strip():
             continue
@@ -195,6 +286,11 @@ def iter_jsonl(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
             raise ImportRowError(line_no, f"bad JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict):
             raise ImportRowError(line_no, "each line must be a JSON object")
+        yield line_no, row
+
+
+def iter_jsonl(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
+    for line_no, row in jsonl_objects(lines):
         yield parser.parse(row, line_no)
 
 
@@ -224,6 +320,8 @@ def iter_csv(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
 
 
 def iter_rows(fmt: str, raw_lines: Iterable[bytes], parser: RowParser) -> Iterator[tuple]:
+    if fmt != "csv" and _fast_loads is not None:
+        return iter_jsonl_bytes(raw_lines, parser)
     lines = decoded_lines(raw_lines)
     return iter_csv(lines, parser) if fmt == "csv" else iter_jsonl(lines, parser)
 

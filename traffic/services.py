@@ -95,6 +95,7 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
     fmt = fmt or format_for(filename)
     if fmt not in TrafficImport.Format.values:
         raise TrafficError(f"Cannot tell the format of {filename!r}: name it .jsonl or .csv.")
+    known = None
     if hasattr(source, "seek"):
         known = _file_sha256(source)  # type: ignore[arg-type]
         if known is not None:
@@ -103,7 +104,7 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
                 return ImportResult(existing, created=False)
     from .rows import HashingReader
 
-    reader = HashingReader(source, progress)
+    reader = HashingReader(source, progress, known_sha256=known)
     variants = dict(Variant.objects.filter(surface=surface).values_list("name", "id"))
     parser = RowParser(variants=variants, adapt_datetime=connection.ops.adapt_datetimefield_value)
     started = time.perf_counter()
@@ -118,7 +119,7 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
                 raise TrafficError("The file has no rows.")
             staging.check_duplicate_ranks()
             stats = staging.move_staged(import_id=record.pk)
-            record.sha256 = reader.sha256.hexdigest()
+            record.sha256 = reader.hexdigest()
             record.rows = rows
             record.stats = stats
             record.seconds = round(time.perf_counter() - started, 3)
@@ -131,7 +132,7 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
         raise TrafficError(f"Nothing was imported: {exc}", line=exc.line) from None
     except _AlreadyImported:
         # A non-seekable stream, or the same file racing in from another upload: the earlier one counts.
-        existing = TrafficImport.objects.get(surface=surface, sha256=reader.sha256.hexdigest())
+        existing = TrafficImport.objects.get(surface=surface, sha256=reader.hexdigest())
         return ImportResult(existing, created=False)
     return ImportResult(record, created=True)
 

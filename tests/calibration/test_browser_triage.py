@@ -3,7 +3,6 @@
 import pytest
 
 from calibration.models import Disagreement
-from calibration.services import disagreements_refresh
 from tests.calibration.helpers import calibrated_run
 from tests.conftest import browser_login, screenshot
 from tests.factories import PASSWORD

@@ -105,3 +105,19 @@ def test_a_utf8_bom_is_accepted():
     result = traffic_import(surface=surface, source=io.BytesIO(b"\xef\xbb\xbf" + jsonl_bytes([traffic_row()])),
                             filename="bom.jsonl")
     assert result.traffic_import.rows == 1
+
+
+def test_the_import_is_the_same_with_per_row_foreign_key_checks(settings):
+    """Where the database role may not switch the row triggers off, the checks stay on; same result."""
+    settings.TRAFFIC_IMPORT_SKIP_FK_TRIGGERS = False
+    surface = traffic_surface()
+    result = import_traffic_rows(surface, [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 4)]
+                                 + [traffic_row(variant="treatment", rank=1, doc_id="d1", body="b1")])
+    assert result.traffic_import.stats == {"new_queries": 1, "new_documents": 3, "new_items": 3, "entries": 4}
+
+
+def test_lines_only_the_standard_library_parses_still_import():
+    """orjson refuses NaN; the fallback parser accepts the line as the importer always did."""
+    surface = traffic_surface()
+    data = b'{"variant": "control", "query": "q", "rank": 1, "doc_id": "d", "body": "b", "score": NaN}\n'
+    assert traffic_import(surface=surface, source=io.BytesIO(data), filename="nan.jsonl").traffic_import.rows == 1

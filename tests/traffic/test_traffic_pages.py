@@ -1,6 +1,5 @@
 """The traffic page, upload form, REST endpoint and management command."""
 
-import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
