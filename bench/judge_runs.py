@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,9 +48,7 @@ def make_items(n: int, slug: str):
     import io
     import json
 
-    from django.contrib.auth import get_user_model
 
-    from judges.services import judge_create
     from policy.rubric import trec_relevance_dimension
     from policy.services import policy_create, policy_version_publish, surface_get_or_create
     from sage.services import user_upsert
@@ -73,35 +70,53 @@ def make_items(n: int, slug: str):
 
 
 def throughput(n_per_level: dict[int, int]) -> None:
-    from judges.testing.fault_server import running_fault_server
+    import urllib.request
 
-    with running_fault_server(latency_ms=200) as server:
-        setup_django({"SAGE_ENDPOINTS": "fault", "SAGE_ENDPOINT_FAULT_BASE_URL": server.base_url,
-                      "SAGE_ENDPOINT_FAULT_API_KEY": "bench", "SAGE_ENDPOINT_FAULT_JSON_MODE": "json_schema"})
-        from judges.models import JudgeRun
-        from judges.services import judge_create, judge_run_chunk
+    # The server runs in its own process, as a model server would: in this process it would compete
+    # with the judge for the GIL and make our path look slower than it is.
+    port = free_port()
+    server_proc = subprocess.Popen([sys.executable, "-m", "judges.testing.fault_server", "--port", str(port),
+                                    "--latency-ms", "200"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{base_url}/models", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        _throughput(n_per_level, base_url)
+    finally:
+        server_proc.terminate()
 
-        print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | our CPU ms/judgment |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for concurrency, n in n_per_level.items():
-            surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{int(time.time())}")
-            jv = judge_create(name=f"bench c{concurrency} {time.time()}", surface=surface, user=admin, backend="openai",
-                              model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
-                              concurrency=concurrency)
-            run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
-                                          status="running", bypass_cache=True)
-            ids = list(sample.sample_items.values_list("item_id", flat=True))
-            start, cpu_start = time.perf_counter(), time.thread_time()
-            judge_run_chunk(run_id=run.pk, item_ids=ids)
-            wall = time.perf_counter() - start
-            # CPU of this (the caller's) thread: prompt build, cache lookup, parse hand-off, bulk DB
-            # writes and counters; the HTTP client runs on the engine's own event-loop thread.
-            ours_ms = (time.thread_time() - cpu_start) / n * 1000
-            run.refresh_from_db()
-            assert run.done_items == n, (run.done_items, n)
-            rate = n / wall
-            ideal = concurrency / 0.2
-            print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% | {ours_ms:.2f} |")
+
+def _throughput(n_per_level: dict[int, int], base_url: str) -> None:
+    setup_django({"SAGE_ENDPOINTS": "fault", "SAGE_ENDPOINT_FAULT_BASE_URL": base_url,
+                  "SAGE_ENDPOINT_FAULT_API_KEY": "bench", "SAGE_ENDPOINT_FAULT_JSON_MODE": "json_schema"})
+    from judges.models import JudgeRun
+    from judges.services import judge_create, judge_run_chunk
+
+    print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | our CPU ms/judgment |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for concurrency, n in n_per_level.items():
+        surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{int(time.time())}")
+        jv = judge_create(name=f"bench c{concurrency} {time.time()}", surface=surface, user=admin, backend="openai",
+                          model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
+                          concurrency=concurrency)
+        run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
+                                      status="running", bypass_cache=True)
+        ids = list(sample.sample_items.values_list("item_id", flat=True))
+        start, cpu_start = time.perf_counter(), time.thread_time()
+        judge_run_chunk(run_id=run.pk, item_ids=ids)
+        wall = time.perf_counter() - start
+        # CPU of this (the caller's) thread: prompt build, cache lookup, parse hand-off, bulk DB
+        # writes and counters; the HTTP client runs on the engine's own event-loop thread.
+        ours_ms = (time.thread_time() - cpu_start) / n * 1000
+        run.refresh_from_db()
+        assert run.done_items == n, (run.done_items, n)
+        rate = n / wall
+        ideal = concurrency / 0.2
+        print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% | {ours_ms:.2f} |")
 
 
 def faults(n: int = 5000) -> None:
@@ -122,7 +137,7 @@ def faults(n: int = 5000) -> None:
             setup_django(env)
             from django.db.models import Count
 
-            from judges.models import JudgeRun, Judgment
+            from judges.models import Judgment
             from judges.services import judge_create, judge_run_start
 
             surface, version, sample, admin = make_items(n, f"faults-{int(time.time())}")
@@ -160,7 +175,7 @@ def faults(n: int = 5000) -> None:
             distinct = judgments.values("item_id").distinct().count()
             dupes = judgments.values("item_id").annotate(c=Count("id")).filter(c__gt=1).count()
             kinds = dict(judgments.values_list("error_kind").annotate(c=Count("id")).values_list("error_kind", "c"))
-            print(f"| items | judgments | distinct items | duplicates | ok | errors by kind | killed at | wall s |")
+            print("| items | judgments | distinct items | duplicates | ok | errors by kind | killed at | wall s |")
             print("|---:|---:|---:|---:|---:|---|---:|---:|")
             print(f"| {n} | {total} | {distinct} | {dupes} | {kinds.pop('', 0)} | {kinds} | {killed_at} | {elapsed:.0f} |")
             assert total == distinct == n and dupes == 0, "lost or duplicated judgments"
