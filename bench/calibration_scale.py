@@ -1,6 +1,6 @@
 """Benchmark: judge-vs-human agreement and the calibration run page at 1M judgments (PostgreSQL).
 
-    bench/with_postgres.sh .venv/bin/python bench/calibration_scale.py            # fresh cluster
+    ./run bench .venv/bin/python bench/calibration_scale.py            # fresh cluster
     DATABASE_URL=postgres://… .venv/bin/python bench/calibration_scale.py        # reuse a loaded one
 
 Migrates, builds the synthetic set with `manage.py calibration_synthetic` (or reuses it: same
@@ -69,7 +69,7 @@ def main() -> None:
     from django.test import Client
 
     if connection.vendor != "postgresql":
-        sys.exit("needs PostgreSQL: run under bench/with_postgres.sh or set DATABASE_URL=postgres://…")
+        sys.exit("needs PostgreSQL: run under ./run bench or set DATABASE_URL=postgres://…")
     load_before = os.getloadavg()
     call_command("migrate", verbosity=0)
     started = time.perf_counter()

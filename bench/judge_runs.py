@@ -1,7 +1,7 @@
 """Judge runs end to end through the services, PostgreSQL and the fault-injecting server.
 
-    bench/with_postgres.sh .venv/bin/python bench/judge_runs.py throughput   # c=1,16,64 at 200 ms
-    bench/with_postgres.sh .venv/bin/python bench/judge_runs.py faults       # 5,000 items, 20% faults, SIGKILL
+    ./run bench .venv/bin/python bench/judge_runs.py throughput   # c=1,16,64 at 200 ms
+    ./run bench .venv/bin/python bench/judge_runs.py faults       # 5,000 items, 20% faults, SIGKILL
 
 throughput: judges N items in-process through `judge_run_chunk` (prompt build, cache lookup, engine,
 bulk DB writes, counters) against a fault-free server at 200 ms; reports judgments/s, the ratio to

@@ -12,11 +12,12 @@ from django.db.models import Count, QuerySet
 from judges.models import JudgeRun, Judgment
 from policy.models import Policy
 from review.models import HumanLabel
+from traffic.models import Item
 
 from .agreement import dimension_agreement
 from .charts import confusion_spec, segment_spec, trend_spec
 from .models import AgreementSnapshot, Disagreement, TriageDecision
-from .selectors import agreement_human_human, human_consensus, run_labels
+from .selectors import agreement_human_human, run_paired_with_humans
 from .services import agreement_snapshots
 
 METRICS = ("kappa_quadratic", "kappa_linear", "kappa", "alpha", "exact")
@@ -83,13 +84,9 @@ def segment_breakdown(run: JudgeRun, *, metric: str, max_items: int = 200_000) -
     if run.total_items > max_items:
         return None  # decided before loading a million labels
     dim = run.judge_version.policy_version.parsed_rubric().overall
-    j_ids, j_vals = run_labels(run, dim.key)
-    if j_ids.size == 0:
+    common, judge, human, _ = run_paired_with_humans(run, dim.key)
+    if common.size == 0:
         return None
-    h_ids, h_vals, _ = human_consensus(j_ids, dim.key)
-    common, ia, ib = np.intersect1d(j_ids, h_ids, assume_unique=True, return_indices=True)
-    from traffic.models import Item
-
     info = dict((pk, (qid, seg)) for pk, qid, seg in Item.objects.filter(pk__in=common.tolist())
                 .values_list("pk", "query_id", "query__segment"))
     segments = np.array([info[i][1] or "(none)" for i in common.tolist()])
@@ -97,7 +94,7 @@ def segment_breakdown(run: JudgeRun, *, metric: str, max_items: int = 200_000) -
     rows = []
     for segment in sorted(set(segments.tolist())):
         mask = segments == segment
-        r = dimension_agreement(dimension=dim.key, a=j_vals[ia][mask], b=h_vals[ib][mask], groups=queries[mask],
+        r = dimension_agreement(dimension=dim.key, a=judge[mask], b=human[mask], groups=queries[mask],
                                 values=dim.values, n_resamples=500)
         value = r.estimates.get(metric)
         ci = r.ci.get(metric) or (None, None)
@@ -119,13 +116,11 @@ def clause_breakdown(run: JudgeRun) -> list[tuple[str, int, int, int]]:
 
 def cell_items(run: JudgeRun, *, dimension: str, judge_value: int, human_value: int, limit: int = 200) -> list[dict[str, Any]]:
     """The items behind one confusion-matrix cell."""
-    j_ids, j_vals = run_labels(run, dimension)
-    h_ids, h_vals, counts = human_consensus(j_ids, dimension)
-    common, ia, ib = np.intersect1d(j_ids, h_ids, assume_unique=True, return_indices=True)
-    mask = (j_vals[ia] == judge_value) & (h_vals[ib] == human_value)
+    common, judge, human, counts = run_paired_with_humans(run, dimension)
+    mask = (judge == judge_value) & (human == human_value)
     ids = common[mask][:limit].tolist()
     judgments = {j.item_id: j for j in Judgment.objects.filter(run=run, item_id__in=ids).select_related("item__query", "item__document")}
-    return [{"judgment": judgments[i], "humans": int(counts[ib][mask][n])} for n, i in enumerate(ids)]
+    return [{"judgment": judgments[i], "humans": int(counts[mask][n])} for n, i in enumerate(ids)]
 
 
 def triage_queryset(*, run_id: str = "", dimension: str = "", min_distance: str = "", clause: str = "",

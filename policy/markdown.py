@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import nh3
+from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
 ALLOWED_TAGS = {
@@ -28,6 +29,7 @@ class Clause:
     title: str
     level: int
     order: int
+    line: int = 0  # the heading's 0-based line in the text
 
 
 def slugify(text: str) -> str:
@@ -52,12 +54,15 @@ def extract_clauses(text: str) -> list[Clause]:
         # Repeated headings get -2, -3 … in document order, like GitHub's anchors.
         used[base] = used.get(base, 0) + 1
         anchor = base if used[base] == 1 else f"{base}-{used[base]}"
-        clauses.append(Clause(anchor=anchor, title=title, level=int(token.tag[1]), order=len(clauses)))
+        clauses.append(Clause(anchor=anchor, title=title, level=int(token.tag[1]), order=len(clauses),
+                              line=token.map[0] if token.map else 0))
     return clauses
 
 
-def render_policy(text: str) -> str:
-    """Sanitized HTML with an id on every heading (the clause anchor)."""
+def render_policy(text: str) -> SafeString:
+    """Sanitized HTML with an id on every heading (the clause anchor), marked safe for templates:
+    raw HTML is disabled in the parser and nh3 cleans the output, so this is the one place that
+    vouches for policy HTML."""
     md = _parser()
     tokens = md.parse(text or "")
     anchors = iter(extract_clauses(text))
@@ -65,5 +70,5 @@ def render_policy(text: str) -> str:
         if token.type == "heading_open":
             token.attrSet("id", f"clause-{next(anchors).anchor}")
     html = md.renderer.render(tokens, md.options, {})
-    return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
-                     link_rel="noopener noreferrer nofollow")
+    return mark_safe(nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
+                               url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer nofollow"))

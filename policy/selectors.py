@@ -9,7 +9,6 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from .markdown import render_policy
 from .models import Policy, PolicyVersion
 from .rubric import Rubric, parse_rubric
 
@@ -19,11 +18,6 @@ def policies_for_list() -> QuerySet[Policy]:
         published_count=Count("versions", filter=Q(versions__status=PolicyVersion.Status.PUBLISHED)),
         draft_count=Count("versions", filter=Q(versions__status=PolicyVersion.Status.DRAFT)),
     ).prefetch_related(Prefetch("versions", queryset=PolicyVersion.objects.order_by("-number")))
-
-
-def rendered_text(version: PolicyVersion) -> SafeString:
-    # render_policy escapes raw HTML and sanitizes with nh3, so the result is safe to mark.
-    return mark_safe(render_policy(version.text))
 
 
 @dataclass(frozen=True)

@@ -169,17 +169,14 @@ def policy_amend_at_clause(*, policy: Policy, clause: str, text: str, user: Abst
     Triage uses this to pre-fill an amendment where the disagreement happened; the reviewer then
     edits the draft and an admin publishes it like any other.
     """
-    from markdown_it import MarkdownIt
-
     draft = policy_draft_start(policy=policy, user=user)
     lines = draft.text.splitlines()
-    tokens = MarkdownIt("commonmark").parse(draft.text)
-    anchors = [c.anchor for c in extract_clauses(draft.text)]
-    headings = [(t.map[0], int(t.tag[1])) for t in tokens if t.type == "heading_open" and t.map]
+    clauses = extract_clauses(draft.text)
     insert_at = len(lines)
-    if clause in anchors:
-        start, level = headings[anchors.index(clause)]
-        following = [line for line, lv in headings if line > start and lv <= level]
+    target = next((c for c in clauses if c.anchor == clause), None)
+    if target is not None:
+        # The section ends at the next heading of the same or a higher level.
+        following = [c.line for c in clauses if c.line > target.line and c.level <= target.level]
         insert_at = following[0] if following else len(lines)
     block = ["", text.strip(), ""]
     new_text = "\n".join(lines[:insert_at] + block + lines[insert_at:]).strip() + "\n"

@@ -14,7 +14,7 @@ from .forms import PolicyCreateForm, rubric_apply_op, rubric_from_post, rubric_r
 from .markdown import render_policy
 from .models import Policy, PolicyVersion
 from .rubric import RubricError, trec_relevance_dimension
-from .selectors import policies_for_list, rendered_text, version_diff
+from .selectors import policies_for_list, version_diff
 from .services import (
     PolicyError,
     StaleDraftError,
@@ -60,7 +60,7 @@ def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "policy/detail.html", {
         "policy": policy, "versions": versions, "latest": latest, "draft": policy.current_draft(),
         "published": [v for v in versions if v.is_published],
-        "rendered": rendered_text(latest) if latest else None,
+        "rendered": render_policy(latest.text) if latest else None,
         "rubric": latest.parsed_rubric() if latest else None,
         "can_edit": has_role(request.user, Role.REVIEWER),
     })
@@ -70,7 +70,7 @@ def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def version_detail(request: HttpRequest, pk: int, version_pk: int) -> HttpResponse:
     version = get_object_or_404(PolicyVersion.objects.select_related("policy__surface"), pk=version_pk, policy_id=pk)
     return render(request, "policy/version.html", {
-        "version": version, "policy": version.policy, "rendered": rendered_text(version),
+        "version": version, "policy": version.policy, "rendered": render_policy(version.text),
         "rubric": version.parsed_rubric(), "clauses": version.clauses.all(),
     })
 

@@ -21,6 +21,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 
 from policy.models import Policy
+from sage.jsonl import jsonl_rows
 
 from .models import Precedent
 from .services import PrecedentData, PrecedentError, _reference_version, precedent_create
@@ -43,22 +44,13 @@ class ImportReport:
 
 def _rows(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row dict) — or (line number, error message) for a row that can't be read."""
+    if fmt == "jsonl":
+        yield from jsonl_rows(stream)
+        return
     try:
-        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-        if fmt == "jsonl":
-            for number, line in enumerate(text, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, f"not valid JSON ({exc.msg})"
-                    continue
-                yield number, row if isinstance(row, dict) else "a row must be a JSON object"
-        else:
-            reader = csv.DictReader(text)
-            for row in reader:
-                yield reader.line_num, _csv_row(row)
+        reader = csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+        for row in reader:
+            yield reader.line_num, _csv_row(row)
     except UnicodeDecodeError as exc:
         yield 0, f"the file is not UTF-8 (byte {exc.start})"
 

@@ -190,3 +190,45 @@ def analyst(make_user):
 @pytest.fixture
 def admin_user(make_user):
     return make_user("admin", username="ada")
+
+
+@pytest.fixture
+def inline_chunks(monkeypatch):
+    """Run judge-run chunk tasks in this process (the worker tests use a real worker); the returned
+    list records each chunk of item ids as it was queued."""
+    from judges.services import judge_run_chunk
+
+    queued: list[list[int]] = []
+
+    def delay(run_id, item_ids):
+        queued.append(item_ids)
+        judge_run_chunk(run_id=run_id, item_ids=item_ids)
+
+    monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay", delay)
+    return queued
+
+
+@pytest.fixture
+def finish_run(inline_chunks):
+    """Execute a queued judge run in this process and return it finished."""
+    from judges.services import judge_run_execute
+
+    def finish(run):
+        judge_run_execute(run_id=run.pk)
+        run.refresh_from_db()
+        return run
+
+    return finish
+
+
+@pytest.fixture
+def run_inline(finish_run, django_capture_on_commit_callbacks):
+    """start(version, sample, user, **kw): start a judge run through the service and finish it in-process."""
+    from judges.services import judge_run_start
+
+    def start(version, sample, user, **kw):
+        with django_capture_on_commit_callbacks(execute=False):
+            run = judge_run_start(version=version, sample=sample, user=user, **kw)
+        return finish_run(run)
+
+    return start

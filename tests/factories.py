@@ -84,14 +84,17 @@ def ranked_traffic(surface, *, queries: int = 4, depth: int = 5, segments=("head
     return import_traffic_rows(surface, rows, filename=f"ranked-{queries}-{depth}.jsonl")
 
 
-def published_version(surface, *, extra_dimensions=()):
-    """A published policy version on the surface: TREC relevance 0-3 plus any extra dimensions."""
+def published_version(surface, *, extra_dimensions=(), text: str = "# Relevance\n", slug: str | None = None,
+                      rubric: dict | None = None):
+    """A published policy version on the surface, made by an admin through the services: TREC
+    relevance 0-3 plus any extra dimensions (or the given rubric)."""
     from policy.rubric import trec_relevance_dimension
     from policy.services import policy_create, policy_version_publish
 
-    admin = UserFactory(username="traffic-policy-admin", roles=["admin"])
-    draft = policy_create(surface=surface, slug=f"rel-{surface.slug}", name="Relevance", text="# Relevance\n",
-                          rubric={"dimensions": [trec_relevance_dimension(), *extra_dimensions]}, user=admin)
+    admin = UserFactory(username="policy-admin", roles=["admin"])
+    slug = slug or f"rel-{surface.slug}"
+    draft = policy_create(surface=surface, slug=slug, name=f"{slug.title()} policy", text=text,
+                          rubric=rubric or {"dimensions": [trec_relevance_dimension(), *extra_dimensions]}, user=admin)
     return policy_version_publish(draft=draft, user=admin, change_note="first", expected_lock_version=draft.lock_version)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from policy.models import PolicyVersion
 from policy.rubric import trec_relevance_dimension
-from policy.services import policy_create, policy_draft_start, policy_draft_update, policy_version_publish, surface_get_or_create
-from tests.factories import UserFactory
+from policy.services import policy_draft_start, policy_draft_update, policy_version_publish, surface_get_or_create
+from tests.factories import UserFactory, published_version
 
 POLICY_TEXT = """# Relevance
 
@@ -34,11 +34,8 @@ def rubric_json(*extra: dict) -> dict:
 
 
 def publish_policy(*, slug: str = "relevance", text: str = POLICY_TEXT, rubric: dict | None = None) -> PolicyVersion:
-    admin = UserFactory(username="policy-admin", roles=["admin"])
-    surface = surface_get_or_create(slug="web", name="Web search")
-    draft = policy_create(surface=surface, slug=slug, name=f"{slug.title()} policy", text=text,
-                          rubric=rubric or rubric_json(), user=admin)
-    return policy_version_publish(draft=draft, user=admin, change_note="first", expected_lock_version=draft.lock_version)
+    return published_version(surface_get_or_create(slug="web", name="Web search"), slug=slug, text=text,
+                             rubric=rubric or rubric_json())
 
 
 def publish_next(version: PolicyVersion, *, text: str | None = None, rubric: dict | None = None,

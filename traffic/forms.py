@@ -15,7 +15,7 @@ STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
     "stratified": ("size", "allocation", "variants"),
     "top_k": ("k", "queries", "variants"),
     "union_top_k": ("k", "queries", "control", "treatment"),
-    "disagreement": ("size", "runs"),  # registered by the judges app
+    "disagreement": ("size", "runs"),  # registered by the calibration app
 }
 
 

@@ -6,7 +6,7 @@ content hash (not by database id, which differs between databases) and draws wit
 order, forever — and traffic imported later does not change an old sample.
 
 Extension point: `STRATEGIES` is a registry. The disagreement/uncertainty strategy needs judgments,
-so the judges app registers it from its own AppConfig.ready() with `@register_strategy(...)`.
+so the calibration app registers it from its own AppConfig.ready() with `@register_strategy(...)`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ from django.contrib.auth.models import Group
 
 from calibration.models import Disagreement
 from calibration.services import calibration_rejudge, disagreement_diff
-from judges.models import JudgeRun
-from judges.services import judge_run_chunk, judge_run_execute, judge_run_start
+from judges.services import judge_run_start
 from review.services import human_label_import
 from tests.judges.helpers import judge_setup
 from tests.policy_factories import publish_next
@@ -17,20 +16,7 @@ from tests.policy_factories import publish_next
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def inline(monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay",
-                        lambda run_id, ids: judge_run_chunk(run_id=run_id, item_ids=ids))
-
-    def finish(run: JudgeRun) -> JudgeRun:
-        judge_run_execute(run_id=run.pk)
-        run.refresh_from_db()
-        return run
-
-    return finish
-
-
-def test_rejudge_uses_the_latest_policy_and_compares(fault_endpoint, inline, django_capture_on_commit_callbacks, make_user):
+def test_rejudge_uses_the_latest_policy_and_compares(fault_endpoint, finish_run, django_capture_on_commit_callbacks, make_user):
     version, sample, analyst = judge_setup(queries=2, depth=3)
     analyst.groups.add(Group.objects.get(name="reviewer"))
     make_user("reviewer", username="nist")
@@ -39,16 +25,16 @@ def test_rejudge_uses_the_latest_policy_and_compares(fault_endpoint, inline, dja
     human_label_import(source=io.BytesIO(lines), policy_version=version.policy_version, user=analyst)
     with django_capture_on_commit_callbacks(execute=False):
         first = judge_run_start(version=version, sample=sample, user=analyst)
-    first = inline(first)
+    first = finish_run(first)
     with django_capture_on_commit_callbacks(execute=False):
         same = calibration_rejudge(run=first, user=analyst)
-    same = inline(same)
+    same = finish_run(same)
     assert same.judge_version == version and same.cached_items == len(items) and same.cost == 0
 
     v2 = publish_next(version.policy_version, text=version.policy_version.text + "\n## Clarified\n\nMore words.\n")
     with django_capture_on_commit_callbacks(execute=False):
         again = calibration_rejudge(run=first, user=analyst)
-    again = inline(again)
+    again = finish_run(again)
     assert again.judge_version.number == 2 and again.judge_version.policy_version == v2
     assert again.cached_items == 0 and again.done_items == len(items)
     diff = disagreement_diff(old=first, new=again)

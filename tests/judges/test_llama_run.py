@@ -7,7 +7,6 @@ grammar-constrained answer → parse → stored judgment (or a recorded invalid-
 import pytest
 
 from judges.models import Judgment
-from judges.services import judge_run_chunk, judge_run_execute, judge_run_start
 from judges.testing.llama_server import LlamaServerUnavailable, running_llama_server
 from tests.judges.helpers import judge_setup
 
@@ -22,17 +21,12 @@ def llama():
 
 
 @pytest.mark.django_db
-def test_a_small_run_through_the_real_llama_server(llama, settings, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_small_run_through_the_real_llama_server(llama, settings, run_inline):
     settings.SAGE_JUDGE_ENDPOINTS = {"llama": {"base_url": llama.base_url, "api_key": "none",
                                                "json_mode": "json_object_schema"}}
     version, sample, analyst = judge_setup(queries=1, depth=3, endpoint="llama", concurrency=1, max_tokens=120,
                                            doc_char_budget=600)
-    monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay",
-                        lambda run_id, ids: judge_run_chunk(run_id=run_id, item_ids=ids))
-    with django_capture_on_commit_callbacks(execute=False):
-        run = judge_run_start(version=version, sample=sample, user=analyst)
-    judge_run_execute(run_id=run.pk)
-    run.refresh_from_db()
+    run = run_inline(version, sample, analyst)
     judgments = list(Judgment.objects.filter(run=run))
     assert run.status == "succeeded" and len(judgments) == 3
     for j in judgments:

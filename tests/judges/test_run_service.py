@@ -4,13 +4,12 @@ from decimal import Decimal
 
 import pytest
 
-from judges.models import JudgeRun, Judgment
+from judges.models import Judgment
 from judges.services import (
     JudgeError,
     judge_run_cancel,
     judge_run_chunk,
     judge_run_estimate,
-    judge_run_execute,
     judge_run_start,
     judge_version_create,
 )
@@ -20,32 +19,11 @@ from tests.judges.helpers import judge_setup
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def inline_chunks(monkeypatch):
-    """Run chunk tasks in this process, recording the chunks queued (the worker tests use a real worker)."""
-    queued = []
-
-    def delay(run_id, item_ids):
-        queued.append(item_ids)
-        judge_run_chunk(run_id=run_id, item_ids=item_ids)
-
-    monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay", delay)
-    return queued
-
-
-def start(version, sample, user, django_capture_on_commit_callbacks, **kw) -> JudgeRun:
-    with django_capture_on_commit_callbacks(execute=False):
-        run = judge_run_start(version=version, sample=sample, user=user, **kw)
-    judge_run_execute(run_id=run.pk)
-    run.refresh_from_db()
-    return run
-
-
 def test_a_run_judges_every_item_once_and_records_what_it_was_made_under(
-        fault_endpoint, inline_chunks, settings, django_capture_on_commit_callbacks):
+        fault_endpoint, inline_chunks, run_inline, settings):
     settings.SAGE_JUDGE_CHUNK_SIZE = 5
     version, sample, analyst = judge_setup()
-    run = start(version, sample, analyst, django_capture_on_commit_callbacks)
+    run = run_inline(version, sample, analyst)
     assert run.status == "succeeded"
     assert [len(c) for c in inline_chunks] == [5, 5, 2]
     judgments = list(Judgment.objects.filter(run=run))
@@ -57,9 +35,9 @@ def test_a_run_judges_every_item_once_and_records_what_it_was_made_under(
     assert j.item_hash == j.item.hash and "BEGIN DATA" in j.prompt and j.raw_response
 
 
-def test_cost_is_tokens_times_the_version_prices(fault_endpoint, inline_chunks, django_capture_on_commit_callbacks):
+def test_cost_is_tokens_times_the_version_prices(fault_endpoint, run_inline):
     version, sample, analyst = judge_setup(queries=1, depth=2)
-    run = start(version, sample, analyst, django_capture_on_commit_callbacks)
+    run = run_inline(version, sample, analyst)
     for j in Judgment.objects.filter(run=run):
         assert j.tokens_in > 0 and j.tokens_out > 0
         assert j.cost == (Decimal("2.50") * j.tokens_in + Decimal("10") * j.tokens_out) / 1_000_000
@@ -68,32 +46,31 @@ def test_cost_is_tokens_times_the_version_prices(fault_endpoint, inline_chunks, 
 
 
 def test_a_second_run_reuses_cached_judgments_at_no_cost_unless_bypassed(
-        fault_endpoint, inline_chunks, django_capture_on_commit_callbacks):
+        fault_endpoint, run_inline):
     version, sample, analyst = judge_setup(queries=1, depth=3)
-    first = start(version, sample, analyst, django_capture_on_commit_callbacks)
-    second = start(version, sample, analyst, django_capture_on_commit_callbacks)
+    first = run_inline(version, sample, analyst)
+    second = run_inline(version, sample, analyst)
     assert second.cached_items == 3 and second.cost == 0
     cached = Judgment.objects.filter(run=second)
     assert all(j.cached_from.run_id == first.pk and j.labels == j.cached_from.labels for j in cached)
     assert judge_run_estimate(version=version, sample=sample).cached == 3
-    fresh = start(version, sample, analyst, django_capture_on_commit_callbacks, bypass_cache=True)
+    fresh = run_inline(version, sample, analyst, bypass_cache=True)
     assert fresh.cached_items == 0 and fresh.cost > 0
 
 
-def test_a_new_judge_version_does_not_hit_the_old_cache(fault_endpoint, inline_chunks, django_capture_on_commit_callbacks):
+def test_a_new_judge_version_does_not_hit_the_old_cache(fault_endpoint, run_inline):
     version, sample, analyst = judge_setup(queries=1, depth=2)
-    start(version, sample, analyst, django_capture_on_commit_callbacks)
+    run_inline(version, sample, analyst)
     v2 = judge_version_create(judge=version.judge, user=analyst, temperature=0.5, change_note="warmer")
     assert v2.number == 2 and version.temperature == 0.0
-    run = start(v2, sample, analyst, django_capture_on_commit_callbacks)
+    run = run_inline(v2, sample, analyst)
     assert run.cached_items == 0
 
 
-def test_a_redelivered_or_resumed_chunk_judges_only_what_is_missing(
-        fault_endpoint, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_redelivered_or_resumed_chunk_judges_only_what_is_missing(fault_endpoint, monkeypatch, run_inline):
     version, sample, analyst = judge_setup(queries=2, depth=4)
     monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay", lambda *a: None)  # the worker "dies"
-    run = start(version, sample, analyst, django_capture_on_commit_callbacks)
+    run = run_inline(version, sample, analyst)
     ids = list(sample.sample_items.values_list("item_id", flat=True))
     assert judge_run_chunk(run_id=run.pk, item_ids=ids[:3]) == 3          # got this far before the kill
     assert judge_run_chunk(run_id=run.pk, item_ids=ids) == len(ids) - 3   # redelivered: the rest only
@@ -102,12 +79,12 @@ def test_a_redelivered_or_resumed_chunk_judges_only_what_is_missing(
     assert run.status == "succeeded" and run.done_items == Judgment.objects.filter(run=run).count() == len(ids)
 
 
-def test_every_fault_kind_ends_as_a_judgment_or_a_recorded_error(settings, inline_chunks, django_capture_on_commit_callbacks):
+def test_every_fault_kind_ends_as_a_judgment_or_a_recorded_error(settings, run_inline):
     with running_fault_server(rate_429=0.1, rate_500=0.1, rate_malformed=0.1, rate_out_of_scale=0.1,
                               retry_after_s=0.01, seed=3) as server:
         settings.SAGE_JUDGE_ENDPOINTS = {"fault": {"base_url": server.base_url, "api_key": "t", "json_mode": "json_schema"}}
         version, sample, analyst = judge_setup(queries=5, depth=8)
-        run = start(version, sample, analyst, django_capture_on_commit_callbacks)
+        run = run_inline(version, sample, analyst)
     judgments = Judgment.objects.filter(run=run)
     assert run.status == "succeeded" and judgments.count() == 40
     for j in judgments.filter(status="error"):
@@ -117,10 +94,10 @@ def test_every_fault_kind_ends_as_a_judgment_or_a_recorded_error(settings, inlin
     assert run.error_items == judgments.filter(status="error").count()
 
 
-def test_cancelling_stops_new_work_and_keeps_what_was_judged(fault_endpoint, monkeypatch, django_capture_on_commit_callbacks):
+def test_cancelling_stops_new_work_and_keeps_what_was_judged(fault_endpoint, monkeypatch, run_inline):
     version, sample, analyst = judge_setup(queries=2, depth=4)
     monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay", lambda *a: None)
-    run = start(version, sample, analyst, django_capture_on_commit_callbacks)
+    run = run_inline(version, sample, analyst)
     ids = list(sample.sample_items.values_list("item_id", flat=True))
     judge_run_chunk(run_id=run.pk, item_ids=ids[:2])
     assert judge_run_cancel(run=run, user=analyst)

@@ -19,7 +19,7 @@ PARAMS = {
 
 
 def test_every_registered_strategy_has_a_test_case():
-    # "disagreement" is registered by the judges app and tested in tests/judges/test_disagreement_sampling.py.
+    # "disagreement" is registered by the calibration app and tested in tests/calibration/test_disagreement_sampling.py.
     assert set(PARAMS) | {"disagreement"} == set(STRATEGIES)
 
 

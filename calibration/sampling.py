@@ -10,7 +10,9 @@ from collections import defaultdict
 
 from traffic.sampling import DrawContext, SamplingError, register_strategy
 
-from .models import JudgeRun, Judgment
+from judges.models import JudgeRun, Judgment
+
+from .selectors import human_consensus
 
 
 def _run_ids(params: dict) -> list[int]:
@@ -31,8 +33,6 @@ def _run_ids(params: dict) -> list[int]:
                    help="size items where the listed judge runs (runs=[ids]) disagree most with each other or with "
                         "the human consensus, or failed to judge; ties broken by the seed.")
 def draw_disagreement(ctx: DrawContext) -> list[int]:
-    from calibration.selectors import human_consensus
-
     size = int(ctx.params.get("size", 100))
     run_ids = _run_ids(ctx.params)
     runs = list(JudgeRun.objects.filter(pk__in=run_ids, sample__surface=ctx.surface).select_related("judge_version__policy_version"))
