@@ -10,7 +10,6 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 
 from .backends import Acquire, JudgeBackend, PermanentError, TransientError, error_outcome, parse_retry_after
 from .prompt import messages_token_estimate, prompt_text
@@ -29,6 +28,30 @@ class _Completion:
     latency_ms: float
     response_id: str
     finish_reason: str
+
+
+def _completion(response: Any, latency_ms: float) -> _Completion:
+    """The fields we use from a chat completion's JSON, read defensively: a compatible server may
+    leave out usage or send an empty choice list. A refusal or an empty answer becomes "" and then
+    fails parsing: recorded as an error, never defaulted."""
+    body = response if isinstance(response, dict) else {}
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content") or message.get("refusal") or ""
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    return _Completion(
+        content=content if isinstance(content, str) else "",
+        tokens_in=_int(usage.get("prompt_tokens")),
+        tokens_out=_int(usage.get("completion_tokens")),
+        latency_ms=latency_ms,
+        response_id=str(body.get("id") or ""),
+        finish_reason=str(choice.get("finish_reason") or ""),
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def response_format(schema: dict[str, Any], json_mode: str) -> dict[str, Any]:
@@ -121,11 +144,13 @@ class OpenAIBackend(JudgeBackend):
             # The SDK's generic POST rather than chat.completions.create: create() runs every call's
             # parameters through a TypedDict transformer (a deep walk over the messages' union
             # types) that cost more CPU per judgment than the rest of the request put together.
-            # The body is exactly what create() would send; errors, timeouts and the response type
-            # are the SDK's own.
+            # `cast_to=object` hands back the decoded JSON as is: building the pydantic
+            # ChatCompletion cost another ~0.4 ms of CPU per judgment (1.85 → 1.44 ms at c=64) for the few
+            # fields `_completion` reads.
+            # The body is exactly what create() would send; errors and timeouts are the SDK's own.
             response = await self.client().post(
                 "/chat/completions",
-                cast_to=ChatCompletion,
+                cast_to=object,
                 body={
                     "model": config.model,
                     "messages": messages,
@@ -154,19 +179,7 @@ class OpenAIBackend(JudgeBackend):
                                      kind=_RETRYABLE_4XX[exc.status_code]) from exc
             raise PermanentError(f"HTTP {exc.status_code}: {exc.message}") from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        choice = response.choices[0] if response.choices else None
-        message = choice.message if choice else None
-        # A refusal or an empty answer becomes "" and fails parsing: recorded, never defaulted.
-        content = (message.content if message else None) or (getattr(message, "refusal", None) or "")
-        usage = response.usage
-        return _Completion(
-            content=content,
-            tokens_in=usage.prompt_tokens if usage else 0,
-            tokens_out=usage.completion_tokens if usage else 0,
-            latency_ms=latency_ms,
-            response_id=response.id or "",
-            finish_reason=(choice.finish_reason if choice else None) or "",
-        )
+        return _completion(response, latency_ms)
 
     async def judge(
         self, request: JudgeRequest, config: JudgeConfig, *, acquire: Acquire | None = None

@@ -11,7 +11,7 @@ import pytest
 
 from judges.core.backends import BACKENDS, get_backend, parse_retry_after
 from judges.core.engine import run_requests_sync
-from judges.core.openai_backend import OpenAIBackend, response_format
+from judges.core.openai_backend import OpenAIBackend, _completion, response_format
 from judges.testing.fault_server import running_fault_server
 
 from .conftest import make_config, make_requests
@@ -36,6 +36,22 @@ def test_it_gets_parsed_labels_in_either_json_mode(json_mode):
     assert outcome.latency_ms > 0 and outcome.attempts == 1 and not outcome.repaired
     assert outcome.prompt.startswith("### system") and "⟦BEGIN DATA body" in outcome.prompt
     assert outcome.raw_response.startswith('{"rationale"')
+
+
+def test_a_completion_is_read_from_the_raw_json_without_trusting_its_shape():
+    full = {"id": "chatcmpl-1", "usage": {"prompt_tokens": 120, "completion_tokens": 30},
+            "choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": '{"a": 1}'}}]}
+    got = _completion(full, 12.5)
+    assert (got.content, got.tokens_in, got.tokens_out, got.response_id, got.finish_reason, got.latency_ms) == (
+        '{"a": 1}', 120, 30, "chatcmpl-1", "stop", 12.5)
+    # A refusal is kept as the answer (it then fails parsing and is recorded as an error).
+    refusal = {"choices": [{"message": {"content": None, "refusal": "I cannot help with that."}}]}
+    assert _completion(refusal, 1).content == "I cannot help with that."
+    # Servers that leave out usage, send no choices, or send nonsense give empty fields, not a crash.
+    for odd in ({}, {"choices": []}, {"choices": "x"}, {"choices": [None]}, {"choices": [{"message": None}]},
+                {"usage": {"prompt_tokens": "12", "completion_tokens": -1}}, ["not", "an", "object"], None):
+        got = _completion(odd, 1)
+        assert (got.content, got.tokens_in, got.tokens_out, got.finish_reason) == ("", 0, 0, "")
 
 
 def test_response_format_uses_the_endpoints_strongest_mode():
