@@ -1,10 +1,13 @@
 """Benchmark: import a synthetic traffic file into the configured database and report rows/s.
 
-    DATABASE_URL=postgres://… .venv/bin/python bench/traffic_import.py --rows 200000
+    ./run bench .venv/bin/python bench/traffic_import.py --rows 200000 [--repeat N] [--next-day 0.2 ...] [--phases]
 
-Generates a JSONL file (two variants, 20 results per query, ~300-character passages, half the
-documents shared between the variants as in a real A/B ramp), migrates, then times the real import
-service (`traffic.services.traffic_import`) end to end: parse, hash, stage, set-based insert, commit.
+Generates a JSONL file (two variants, 20 results per query, ~300-character passages; every body is
+random, so every row is a new document and a new item: the worst case), migrates, then times the
+real import service (`traffic.services.traffic_import`) end to end: parse, hash, stage, set-based
+insert, commit. `--repeat` imports the same content again as a new file (every pair known);
+`--next-day F` then imports a later day's log of the same queries in which a share F of the rows
+serve new documents, as a ramped variant's daily traffic does.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ WORDS = ("spinach blanch minutes water boil vitamin health education bachelor sc
          "target shooting approved range passage answer query search result relevance").split()
 
 
-def write_file(path: Path, rows: int, seed: int = 1) -> None:
+def write_file(path: Path, rows: int, seed: int = 1, new_fraction: float = 1.0, tag: str = "") -> None:
+    """`new_fraction` < 1 with a `tag` writes a later day's log of the same queries: that share of
+    the result positions serve documents nobody served before, the rest repeat earlier pairs."""
     rng = random.Random(seed)
+    fresh = random.Random(seed + 1)
     depth = 20
     with path.open("w", encoding="utf-8") as fh:
         for n in range(rows):
@@ -35,6 +41,8 @@ def write_file(path: Path, rows: int, seed: int = 1) -> None:
             shared = rank0 % 2 == 0
             doc = f"q{q}-d{rank0}" if shared else f"q{q}-{variant}-d{rank0}"
             body = " ".join(rng.choice(WORDS) for _ in range(45))
+            if tag and fresh.random() < new_fraction:
+                doc = f"{tag}-{doc}"
             fh.write(json.dumps({"variant": variant, "query": f"synthetic query {q}", "rank": rank0 + 1,
                                  "doc_id": doc, "title": f"Document {doc}", "url": f"https://example.com/{doc}",
                                  "body": f"{doc} {body}", "segment": ("head", "torso", "tail")[q % 3]}) + "\n")
@@ -45,6 +53,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1, help="fresh surfaces, one import each")
     parser.add_argument("--phases", action="store_true", help="time every SQL statement of the import")
+    parser.add_argument("--next-day", type=float, nargs="*", default=[], metavar="NEW",
+                        help="after each run, import a next-day file into the same surface in which "
+                             "this share of the rows serve new documents (e.g. 0.2)")
     args = parser.parse_args()
 
     import django
@@ -62,10 +73,8 @@ def main() -> None:
         write_file(path, args.rows)
         size_mb = path.stat().st_size / 1e6
         print(f"database: {connection.vendor} · file: {args.rows:,} rows, {size_mb:.1f} MB")
-        for i in range(args.repeat):
-            surface = surface_get_or_create(slug=f"bench-{time.time_ns()}", name="bench")
-            for name, role in (("control", "control"), ("treatment", "treatment")):
-                variant_get_or_create(surface=surface, name=name, role=role)
+
+        def import_once(surface, source: Path, label: str) -> None:
             phases: list[tuple[str, float]] = []
 
             def timed(execute, sql, params, many, context):
@@ -76,11 +85,11 @@ def main() -> None:
                     phases.append((" ".join(sql.split())[:60], time.perf_counter() - t0))
 
             started = time.perf_counter()
-            with path.open("rb") as fh, connection.execute_wrapper(timed):
-                result = traffic_import(surface=surface, source=fh, filename=f"bench-{i}.jsonl")
+            with source.open("rb") as fh, connection.execute_wrapper(timed):
+                result = traffic_import(surface=surface, source=fh, filename=f"{label}.jsonl")
             seconds = time.perf_counter() - started
             stats = result.traffic_import.stats
-            print(f"run {i + 1}: {args.rows:,} rows in {seconds:.2f}s = {args.rows / seconds:,.0f} rows/s "
+            print(f"{label}: {args.rows:,} rows in {seconds:.2f}s = {args.rows / seconds:,.0f} rows/s "
                   f"({stats['new_items']:,} new items, {stats['new_documents']:,} new documents)")
             if args.phases:
                 sql_total = sum(t for _, t in phases)
@@ -89,6 +98,16 @@ def main() -> None:
                     if t >= 0.05:
                         print(f"    {t:6.2f}s  {sql}")
 
+        for i in range(args.repeat):
+            surface = surface_get_or_create(slug=f"bench-{time.time_ns()}", name="bench")
+            for name, role in (("control", "control"), ("treatment", "treatment")):
+                variant_get_or_create(surface=surface, name=name, role=role)
+            import_once(surface, path, f"run {i + 1}")
+            for new in args.next_day:
+                day = Path(tmp) / f"next-{i}-{new}.jsonl"
+                write_file(day, args.rows, new_fraction=new, tag=f"r{i}-n{new}")
+                import_once(surface, day, f"run {i + 1}, next day with {new:.0%} new documents")
+                day.unlink()
 
 if __name__ == "__main__":
     main()

@@ -117,7 +117,6 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
             rows = staging.stage_rows(iter_rows(fmt, reader, parser))
             if rows == 0:
                 raise TrafficError("The file has no rows.")
-            staging.check_duplicate_ranks()
             stats = staging.move_staged(import_id=record.pk)
             record.sha256 = reader.hexdigest()
             record.rows = rows

@@ -121,3 +121,48 @@ def test_lines_only_the_standard_library_parses_still_import():
     surface = traffic_surface()
     data = b'{"variant": "control", "query": "q", "rank": 1, "doc_id": "d", "body": "b", "score": NaN}\n'
     assert traffic_import(surface=surface, source=io.BytesIO(data), filename="nan.jsonl").traffic_import.rows == 1
+
+
+def test_a_file_of_partly_known_pairs_adds_only_the_new_ones():
+    """The known documents and items are skipped before insertion; the first row of a new one wins."""
+    surface = traffic_surface()
+    import_traffic_rows(surface, [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 4)])
+    second = import_traffic_rows(surface, [
+        traffic_row(rank=1, doc_id="d1", body="b1"), traffic_row(rank=2, doc_id="d9", body="b9"),
+        traffic_row(variant="treatment", rank=1, doc_id="d9-again", body="b9", fields={"x": 1}),
+    ])
+    assert second.traffic_import.stats == {"new_queries": 0, "new_documents": 1, "new_items": 1, "entries": 3}
+    assert Document.objects.get(body="b9").external_id == "d9"
+    assert Item.objects.count() == 4 and ResultEntry.objects.count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_imports_of_overlapping_files_take_turns_and_share_items():
+    """Each import locks the shared tables; the second waits, then finds the first one's items."""
+    import threading
+
+    from django.db import connection
+
+    surface = traffic_surface()
+    files = [[traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}", served_at=f"2024-05-0{n}T10:00:00Z")
+              for i in range(1 + n * 10, 31 + n * 10)] for n in (1, 2)]  # ranks 11-40 and 21-50
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def run(rows):
+        try:
+            barrier.wait(timeout=10)
+            results.append(import_traffic_rows(surface, rows, filename=f"{rows[0]['rank']}.jsonl"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(rows,)) for rows in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert all(r.created for r in results) and len(results) == 2
+    assert sorted(r.traffic_import.stats["new_items"] for r in results) == [10, 30]
+    assert Item.objects.count() == 40 and ResultEntry.objects.count() == 60
