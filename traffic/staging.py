@@ -107,8 +107,9 @@ def _skip_row_fk_checks(cursor) -> bool:
     one trigger per foreign key, run one by one at commit (1.2M checks, ~10 s, for 200k new rows).
     Here every referenced id comes from a join against its table inside this transaction, so the
     checks cannot fail; what they also do is lock the referenced rows against concurrent deletion,
-    which `_lock_referenced` does set-wise instead. Needs a superuser, or on PostgreSQL 15+
-    `GRANT SET ON PARAMETER session_replication_role TO <role>`; otherwise the triggers stay on.
+    which `_lock_variants` and `_lock_shared_tables` do set-wise instead. Needs a superuser, or on
+    PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role TO <role>`; otherwise the
+    triggers stay on.
     """
     if getattr(settings, "TRAFFIC_IMPORT_SKIP_FK_TRIGGERS", True) is False:
         return False
@@ -121,17 +122,9 @@ def _skip_row_fk_checks(cursor) -> bool:
     return True
 
 
-def _lock_referenced(cursor) -> None:
-    """Take what the foreign-key checks would have locked, set-wise, so that nothing the import
-    references can be deleted before it commits.
-
-    Variants: FOR KEY SHARE on the few rows named in the file. Queries, documents and items: one
-    SHARE ROW EXCLUSIVE lock on each table rather than a row lock on every existing row a file
-    repeats (a file of known content locked, and so rewrote, 200k tuples: most of a re-import's
-    time). The mode blocks DELETE and other imports' INSERTs until commit — imports into these
-    shared tables take turns — while reads, judge runs and human labels (whose foreign-key checks
-    take ROW SHARE) go on.
-    """
+def _lock_variants(cursor) -> None:
+    """FOR KEY SHARE on the variants the file names — what their foreign-key checks would lock — so
+    that none can be deleted before this import commits."""
     cursor.execute(
         f"SELECT COUNT(*) FROM (SELECT 1 FROM traffic_variant WHERE id IN (SELECT DISTINCT variant_id "
         f"FROM {TABLE}) FOR KEY SHARE) v"
@@ -140,6 +133,19 @@ def _lock_referenced(cursor) -> None:
     cursor.execute(f"SELECT COUNT(DISTINCT variant_id) FROM {TABLE}")
     if locked != cursor.fetchone()[0]:
         raise ImportRowError(1, "a variant named in the file was deleted while it was being imported")
+
+
+def _lock_shared_tables(cursor) -> None:
+    """SHARE ROW EXCLUSIVE on the query, document and item tables until commit.
+
+    It blocks DELETE and other imports' INSERTs, so imports into these shared tables take turns,
+    while reads, judge runs and human labels (whose foreign-key checks take ROW SHARE) go on. That
+    does three jobs: the known rows a file references cannot be deleted under it (with the row
+    triggers off, the alternative was a FOR KEY SHARE row lock on every known row, which for a file
+    of known content rewrote 200k tuples: most of a re-import's time); the `NOT EXISTS` filters below
+    see every committed row; and two imports of overlapping content cannot deadlock in each other's
+    ON CONFLICT waits.
+    """
     cursor.execute("LOCK TABLE traffic_query, traffic_document, traffic_item IN SHARE ROW EXCLUSIVE MODE")
 
 
@@ -150,7 +156,8 @@ def _move_postgresql(*, import_id: int) -> dict[str, int]:
         work_mem = _set_local(cursor, "work_mem", "256MB")
         fast = _skip_row_fk_checks(cursor)
         if fast:
-            _lock_referenced(cursor)
+            _lock_variants(cursor)
+        _lock_shared_tables(cursor)
         # The first row of each query in the file supplies its attributes (segment, locale, id).
         cursor.execute(
             "INSERT INTO traffic_query (text, text_hash, segment, locale, external_id) "

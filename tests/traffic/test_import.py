@@ -137,12 +137,14 @@ def test_a_file_of_partly_known_pairs_adds_only_the_new_ones():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_imports_of_overlapping_files_take_turns_and_share_items():
+@pytest.mark.parametrize("skip_fk_triggers", [True, False])
+def test_concurrent_imports_of_overlapping_files_take_turns_and_share_items(settings, skip_fk_triggers):
     """Each import locks the shared tables; the second waits, then finds the first one's items."""
     import threading
 
     from django.db import connection
 
+    settings.TRAFFIC_IMPORT_SKIP_FK_TRIGGERS = skip_fk_triggers
     surface = traffic_surface()
     files = [[traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}", served_at=f"2024-05-0{n}T10:00:00Z")
               for i in range(1 + n * 10, 31 + n * 10)] for n in (1, 2)]  # ranks 11-40 and 21-50
