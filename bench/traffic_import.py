@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1, help="fresh surfaces, one import each")
     parser.add_argument("--phases", action="store_true", help="time every SQL statement of the import")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="time reading, parsing, validating and hashing the file alone (no database)")
     parser.add_argument("--next-day", type=float, nargs="*", default=[], metavar="NEW",
                         help="after each run, import a next-day file into the same surface in which "
                              "this share of the rows serve new documents (e.g. 0.2)")
@@ -73,6 +75,9 @@ def main() -> None:
         write_file(path, args.rows)
         size_mb = path.stat().st_size / 1e6
         print(f"database: {connection.vendor} · file: {args.rows:,} rows, {size_mb:.1f} MB")
+        if args.parse_only:
+            parse_only(path, args.rows)
+            return
 
         def import_once(surface, source: Path, label: str) -> None:
             phases: list[tuple[str, float]] = []
@@ -108,6 +113,22 @@ def main() -> None:
                 write_file(day, args.rows, new_fraction=new, tag=f"r{i}-n{new}")
                 import_once(surface, day, f"run {i + 1}, next day with {new:.0%} new documents")
                 day.unlink()
+
+def parse_only(path: Path, rows: int) -> None:
+    """The Python side of an import on its own: what the database's work cannot hide behind."""
+    from traffic.rows import HashingReader, RowParser, iter_rows
+
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with path.open("rb") as fh:
+            parser = RowParser(variants={"control": 1, "treatment": 2}, adapt_datetime=lambda value: value)
+            count = sum(1 for _ in iter_rows("jsonl", HashingReader(fh), parser))
+        times.append(time.perf_counter() - started)
+        assert count == rows, count
+    best = sorted(times)[1]
+    print(f"parse + validate + hash, no database: {best:.2f}s median of 3 = {rows / best:,.0f} rows/s")
+
 
 if __name__ == "__main__":
     main()

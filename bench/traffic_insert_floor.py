@@ -62,7 +62,8 @@ def main() -> None:
                 cursor.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)")
                 # The rows are made first (hashes included) in a temporary table, which writes no WAL.
                 cursor.execute("DROP TABLE IF EXISTS floor_source")
-                cursor.execute(f"CREATE TEMPORARY TABLE floor_source AS SELECT * FROM ({select}) AS s {columns}", [args.rows])
+                cursor.execute(f"CREATE TEMPORARY TABLE floor_source AS SELECT * FROM ({select}) AS s {columns}",
+                               [args.rows])
                 cursor.execute("CHECKPOINT")
                 started = time.perf_counter()
                 cursor.execute(f"INSERT INTO {copy} {columns} SELECT * FROM floor_source")

@@ -139,7 +139,8 @@ def test_a_file_of_partly_known_pairs_adds_only_the_new_ones():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("skip_fk_triggers", [True, False])
 def test_concurrent_imports_of_overlapping_files_take_turns_and_share_items(settings, skip_fk_triggers):
-    """Each import locks the shared tables; the second waits, then finds the first one's items."""
+    """Two imports racing over the same new pairs both land, and share one item per pair (the
+    table lock makes them take turns; without it ON CONFLICT waits could deadlock)."""
     import threading
 
     from django.db import connection
