@@ -76,7 +76,11 @@ class Document(models.Model):
 class Item(models.Model):
     """The unit that gets judged: one (query, document) pair, shared by every variant that served it."""
 
-    hash = models.CharField(max_length=64, unique=True)
+    # Unique by construction, not by its own index: it is a hash of the query's and the document's
+    # hashes, and item_unique_pair makes that pair unique. A unique B-tree over 64 random hex
+    # characters was the dearest index of an import; migration 0004 gives lookups by hash a hash
+    # index on PostgreSQL instead (a plain one elsewhere).
+    hash = models.CharField(max_length=64)
     # No index of its own: item_unique_pair (query, document) serves lookups by query.
     query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="items", db_index=False)
     document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="items")

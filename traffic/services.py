@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from policy.models import Surface
 from sage.roles import Role, has_role
 
-from . import staging
+from . import pgimport, staging
 from .models import Sample, SampleItem, TrafficImport, Variant
 from .rows import ImportRowError, RowParser, format_for, iter_rows
 from .sampling import STRATEGIES, SamplingError, draw_item_ids, traffic_snapshot
@@ -114,10 +114,14 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
                 surface=surface, sha256=f"pending-{time.time_ns()}", filename=filename[:255], format=fmt,
                 created_by=user if user is not None and user.is_authenticated else None,
             )
-            rows = staging.stage_rows(iter_rows(fmt, reader, parser))
+            parsed = iter_rows(fmt, reader, parser)
+            if connection.vendor == "postgresql":
+                rows, stats = pgimport.import_rows(parsed, import_id=record.pk)
+            else:
+                rows = staging.stage_rows(parsed)
+                stats = staging.move_staged(import_id=record.pk) if rows else {}
             if rows == 0:
                 raise TrafficError("The file has no rows.")
-            stats = staging.move_staged(import_id=record.pk)
             record.sha256 = reader.hexdigest()
             record.rows = rows
             record.stats = stats

@@ -169,3 +169,63 @@ def test_concurrent_imports_of_overlapping_files_take_turns_and_share_items(sett
     assert all(r.created for r in results) and len(results) == 2
     assert sorted(r.traffic_import.stats["new_items"] for r in results) == [10, 30]
     assert Item.objects.count() == 40 and ResultEntry.objects.count() == 60
+
+
+def test_text_and_times_arrive_exactly_as_given():
+    """PostgreSQL gets rows by binary COPY: tabs, newlines, backslashes, quotes and non-ASCII text,
+    extra fields, and served times with offsets and microseconds come back unchanged."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    surface = traffic_surface()
+    body = 'Tab\there,\nnew line, back\\slash \\N, "quotes", CR\r, emoji \U0001f600, é ü 漢字'
+    import_traffic_rows(surface, [
+        traffic_row(rank=1, query="Ärger\tmit \\N", doc_id="d\t1", title="T\\itle\n", body=body,
+                    url="https://example.com/a?b=c\td", segment="tail\\x", locale="de-DE",
+                    fields={"clicks": 3, "note": "tab\there"}, served_at="2024-05-01T10:00:00.123456+02:00"),
+        traffic_row(rank=2, doc_id="d2", body="plain", served_at=None),
+        traffic_row(rank=3, doc_id="d3", body="early", served_at="1999-12-31T23:59:59Z"),
+    ])
+    doc = Document.objects.get(external_id="d\t1")
+    assert (doc.title, doc.body, doc.url, doc.fields) == ("T\\itle\n", body, "https://example.com/a?b=c\td",
+                                                         {"clicks": 3, "note": "tab\there"})
+    assert doc.content_hash == document_hash(title="T\\itle\n", body=body, url="https://example.com/a?b=c\td")
+    query = Query.objects.get(locale="de-DE")
+    assert (query.text, query.segment, query.locale) == ("Ärger\tmit \\N", "tail\\x", "de-DE")
+    served = dict(ResultEntry.objects.values_list("rank", "served_at"))
+    assert served[1] == datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert served[2] is None and served[3] == datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def test_a_file_of_many_batches_shares_documents_and_items_across_them(monkeypatch):
+    """Batches are written one after another: a document or pair first seen in an earlier batch is
+    found by the lookup, never inserted twice; the query cache may start over without harm."""
+    from traffic import pgimport
+
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 4)
+    monkeypatch.setattr(pgimport, "QUERY_CACHE", 1)
+    surface = traffic_surface()
+    rows = [traffic_row(variant=variant, query=f"query {q}", rank=rank, doc_id=f"d{(q + rank) % 5}",
+                        body=f"b{(q + rank) % 5}")
+            for q in range(4) for variant in ("control", "treatment") for rank in (1, 2, 3)]
+    result = import_traffic_rows(surface, rows)
+    pairs = {(f"query {q}", (q + rank) % 5) for q in range(4) for rank in (1, 2, 3)}
+    assert result.traffic_import.stats == {"new_queries": 4, "new_documents": 5, "new_items": len(pairs),
+                                           "entries": 24}
+    assert Document.objects.count() == 5 and Item.objects.count() == len(pairs) == 12
+    assert ResultEntry.objects.count() == 24 and Query.objects.count() == 4
+    # The ids drawn for the COPY leave the sequences where Django's next insert expects them.
+    assert Document.objects.create(content_hash="x" * 64, body="after").pk > max(
+        Document.objects.exclude(body="after").values_list("pk", flat=True))
+
+
+def test_a_bad_row_in_a_later_batch_leaves_nothing_behind(monkeypatch):
+    from traffic import pgimport
+    from traffic.services import TrafficError
+
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 2)
+    surface = traffic_surface()
+    rows = [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 8)]
+    rows[5]["variant"] = "nope"
+    with pytest.raises(TrafficError, match=r"line 6: unknown variant 'nope'"):
+        import_traffic_rows(surface, rows)
+    assert not Document.objects.exists() and not ResultEntry.objects.exists() and not TrafficImport.objects.exists()

@@ -117,3 +117,17 @@ def test_an_unknown_file_type_is_refused():
     surface = traffic_surface()
     with pytest.raises(TrafficError, match="name it .jsonl or .csv"):
         _import(surface, b"", filename="t.xlsx")
+
+
+def test_a_duplicate_rank_across_batches_names_its_line(monkeypatch):
+    """When the first row of the pair was written in an earlier batch, the unique constraint catches
+    the repeat and the message still names the repeating line."""
+    from traffic import pgimport
+
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 2)
+    surface = traffic_surface()
+    rows = [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 6)]
+    rows.append(traffic_row(rank=2, doc_id="d9", body="b9"))
+    with pytest.raises(TrafficError, match=r"line 6: duplicate rank 2 .*first given earlier in the file, before line 5"):
+        _import(surface, jsonl_bytes(rows))
+    assert_nothing_written()

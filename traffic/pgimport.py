@@ -1,0 +1,432 @@
+"""PostgreSQL import: rows go straight into the final tables by COPY, batch by batch, while a thread
+parses the next batch.
+
+Why not a staging table and INSERT … SELECT (what `traffic.staging` does for SQLite): the server
+then works alone once the file is parsed — it writes every row twice and hash-joins the whole
+document and item tables — while the client's core sits idle. Here the client resolves every id
+itself (rows that exist by one index lookup per batch, new rows from their tables' sequences), so
+the server only writes each row once, and its work overlaps the parsing of the next batch.
+
+The import holds `SHARE ROW EXCLUSIVE` on the query, document and item tables from its first
+statement to commit (`_lock_shared_tables`): no other import can insert a row between this
+one's lookup and its COPY, and no one else draws from those tables' sequences, so what the client
+knows of them stays true until commit. Figures: BENCHMARKS.md and bench/README_traffic.md.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import struct
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+
+import numpy as np
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+from .rows import ImportRowError
+
+# Rows per batch, and a cap on a batch's text so that 100,000-character bodies keep it small.
+BATCH_ROWS = 20_000
+BATCH_CHARS = 32_000_000
+# Parsed batches waiting for the writer: parsing runs at most this far ahead of the server.
+AHEAD = 2
+# This file's query ids are cached (a query has many rows); past this size the cache starts over
+# and a query is found again by its lookup.
+QUERY_CACHE = 100_000
+# A list parameter, sent as one comma-separated string: psycopg dumps a Python list element by
+# element in Python, which cost more than the lookup it fed (hashes and ids hold no commas).
+_ARRAY = "string_to_array(%s, ',')"
+# Documents per write to a COPY.
+COPY_CHUNK = 1_000
+# While the writer thread waits on the server, the parser thread holds the GIL; when the server
+# answers, the writer waits up to this long for it (CPython's default is 5 ms, which left the
+# server idle for ~10% of an import).
+SWITCH_INTERVAL = 0.0005
+
+# Positions in a parsed row (traffic.rows.STAGING_COLUMNS)
+LINE, VARIANT, RANK, SERVED, QHASH, QTEXT, SEGMENT, LOCALE, QEXT, DHASH, DEXT, TITLE, BODY, URL, FIELDS, IHASH = range(16)
+
+# Binary COPY: a signature, flags and header extension length; then per row its field count and
+# each field's length and bytes; the trailer is a field count of -1.
+_HEADER = b"PGCOPY\n\xff\r\n\0" + struct.pack("!ii", 0, 0)
+_TRAILER = struct.pack("!h", -1)
+_LENGTH = struct.Struct("!i").pack
+_ROW_ID = struct.Struct("!hiq").pack  # a row's field count, then a bigint id as its first field
+_JSONB_VERSION = "\x01"  # jsonb's binary form is a version byte before the JSON text
+
+
+def _binary_fields(*values: str) -> bytes:
+    """Text fields in binary COPY form."""
+    parts = []
+    for value in values:
+        data = value.encode()
+        parts.append(_LENGTH(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+@dataclass
+class _Batch:
+    """One batch of parsed rows, with everything that needs no database worked out by the parser
+    thread: the first row of each query, document and item, and the documents' COPY lines bar the id."""
+
+    rows: list[tuple]
+    queries: dict[str, tuple] = field(default_factory=dict)
+    documents: dict[str, bytes] = field(default_factory=dict)  # hash → its binary COPY fields after the id
+    items: dict[str, tuple] = field(default_factory=dict)
+    variants: set[int] = field(default_factory=set)
+    # Per row, in file order: what the result entries need.
+    query_hashes: list[str] = field(default_factory=list)
+    item_hashes: list[str] = field(default_factory=list)
+    variant_ids: np.ndarray | None = None
+    ranks: np.ndarray | None = None
+    served: np.ndarray | None = None  # microseconds since 2000-01-01 UTC; None when no row has a time
+
+    def prepare(self) -> _Batch:
+        queries, documents, items = self.queries, self.documents, self.items
+        for row in self.rows:
+            qh, dh, ih = row[QHASH], row[DHASH], row[IHASH]
+            if qh not in queries:
+                queries[qh] = row
+            if dh not in documents:
+                documents[dh] = _binary_fields(dh, row[DEXT], row[TITLE], row[BODY], row[URL],
+                                               _JSONB_VERSION + row[FIELDS])
+            if ih not in items:
+                items[ih] = row
+        rows, n = self.rows, len(self.rows)
+        self.variants = {row[VARIANT] for row in rows}
+        self.query_hashes = [row[QHASH] for row in rows]
+        self.item_hashes = [row[IHASH] for row in rows]
+        self.variant_ids = np.fromiter((row[VARIANT] for row in rows), np.int64, n)
+        self.ranks = np.fromiter((row[RANK] for row in rows), np.int32, n)
+        if any(row[SERVED] is not None for row in rows):
+            self.served = np.fromiter((_micros(row[SERVED]) for row in rows), np.int64, n)
+        return self
+
+
+def _batches(rows: Iterable[tuple]) -> Iterator[_Batch]:
+    batch: list[tuple] = []
+    chars = 0
+    for row in rows:
+        batch.append(row)
+        chars += len(row[BODY])
+        if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
+            yield _Batch(batch).prepare()
+            batch, chars = [], 0
+    if batch:
+        yield _Batch(batch).prepare()
+
+
+class _Parser(threading.Thread):
+    """Runs the row iterator (read, parse, validate, hash: Python only, no database) on a thread and
+    hands batches over through a bounded queue; an exception is handed over in their place."""
+
+    _DONE = object()
+
+    def __init__(self, rows: Iterable[tuple]) -> None:
+        super().__init__(name="traffic-import-parser", daemon=True)
+        self.rows = rows
+        self.queue: queue.Queue = queue.Queue(maxsize=AHEAD)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for batch in _batches(self.rows):
+                if not self._put(batch):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # raised again in the writer's thread, where the caller is
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[_Batch]:
+        while (item := self.queue.get()) is not self._DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+@dataclass
+class _Writer:
+    cursor: psycopg.Cursor
+    import_id: int
+    lock_variants: bool
+    queries: dict[str, int] = field(default_factory=dict)  # query hash → id, this file's
+    locked_variants: set[int] = field(default_factory=set)
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("new_queries", "new_documents", "new_items", "entries"), 0))
+    rows: int = 0
+
+    def write(self, batch: _Batch) -> None:
+        if self.lock_variants:
+            self._lock_variants(batch)
+        qids = self._queries(batch)
+        dids, existed = self._documents(batch)
+        iids = self._items(batch, qids, dids, existed)
+        self._entries(batch, qids, iids)
+        self.rows += len(batch.rows)
+
+    def _lock_variants(self, batch: _Batch) -> None:
+        """FOR KEY SHARE on the variants the rows name: what their foreign-key checks would lock."""
+        wanted = batch.variants - self.locked_variants
+        if not wanted:
+            return
+        self.cursor.execute("SELECT id FROM traffic_variant WHERE id = ANY(%b::bigint[]) FOR KEY SHARE", [list(wanted)])
+        if len(self.cursor.fetchall()) != len(wanted):
+            raise ImportRowError(batch.rows[0][LINE], "a variant named in the file was deleted while it was being imported")
+        self.locked_variants |= wanted
+
+    def _existing(self, table: str, column: str, hashes: list[str]) -> dict[str, int]:
+        if not hashes:
+            return {}
+        self.cursor.execute(f"SELECT {column}, id FROM {table} WHERE {column} = ANY({_ARRAY})", [",".join(hashes)])
+        return dict(self.cursor.fetchall())
+
+    def _new_ids(self, table: str, n: int) -> range:
+        """n consecutive ids from the table's sequence, in one statement. Safe because the import
+        holds the table's SHARE ROW EXCLUSIVE lock: nothing else inserts, so nothing else draws."""
+        self.cursor.execute(f"SELECT setval('{table}_id_seq', nextval('{table}_id_seq') + %b - 1)", [n])
+        last = self.cursor.fetchone()[0]
+        return range(last - n + 1, last + 1)
+
+    def _copy(self, table: str, columns: str, chunks: Iterable[bytes]) -> None:
+        """Binary COPY: no text escaping on our side, no text parsing on the server's."""
+        with self.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(_HEADER)
+            for chunk in chunks:
+                copy.write(chunk)
+            copy.write(_TRAILER)
+
+    def _queries(self, batch: _Batch) -> dict[str, int]:
+        qids = self.queries
+        if len(qids) > QUERY_CACHE:
+            qids.clear()
+        unknown = [qh for qh in batch.queries if qh not in qids]
+        if unknown:
+            qids.update(self._existing("traffic_query", "text_hash", unknown))
+            fresh = [batch.queries[qh] for qh in unknown if qh not in qids]
+            if fresh:
+                ids = self._new_ids("traffic_query", len(fresh))
+                self._copy("traffic_query", "id, text, text_hash, segment, locale, external_id", (
+                    _ROW_ID(6, 8, i) + _binary_fields(r[QTEXT], r[QHASH], r[SEGMENT], r[LOCALE], r[QEXT])
+                    for i, r in zip(ids, fresh)))
+                qids.update(zip((r[QHASH] for r in fresh), ids))
+                self.stats["new_queries"] += len(fresh)
+        return qids
+
+    def _documents(self, batch: _Batch) -> tuple[dict[str, int], dict[str, int]]:
+        """(id of every document of the batch, the ids of those that existed before it)."""
+        existed = self._existing("traffic_document", "content_hash", list(batch.documents))
+        fresh = [dh for dh in batch.documents if dh not in existed]
+        if not fresh:
+            return existed, existed
+        ids = self._new_ids("traffic_document", len(fresh))
+        fields, pairs = batch.documents, zip(ids, fresh)
+        # In chunks: the server starts on the first while the next is being put together.
+        self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields", iter(
+            lambda: b"".join([_ROW_ID(7, 8, i) + fields[dh] for i, dh in islice(pairs, COPY_CHUNK)]), b""))
+        self.stats["new_documents"] += len(fresh)
+        dids = dict(existed)
+        dids.update(zip(fresh, ids))
+        return dids, existed
+
+    def _items(self, batch: _Batch, qids: dict[str, int], dids: dict[str, int],
+               existed: dict[str, int]) -> dict[str, int]:
+        # Only a pair whose document existed before this batch can exist already; it is looked up
+        # by (query, document), the unique index items have (their hash has none of its own).
+        maybe = [(ih, qids[r[QHASH]], dids[r[DHASH]]) for ih, r in batch.items.items() if r[DHASH] in existed]
+        iids: dict[str, int] = {}
+        if maybe:
+            hashes, query_ids, document_ids = zip(*maybe)
+            self.cursor.execute(
+                f"SELECT u.hash, i.id FROM unnest({_ARRAY}, {_ARRAY}::bigint[], {_ARRAY}::bigint[]) AS u(hash, q, d) "
+                "JOIN traffic_item i ON i.query_id = u.q AND i.document_id = u.d",
+                [",".join(hashes), ",".join(map(str, query_ids)), ",".join(map(str, document_ids))])
+            iids.update(self.cursor.fetchall())
+        fresh = [(ih, r) for ih, r in batch.items.items() if ih not in iids]
+        if fresh:
+            ids = self._new_ids("traffic_item", len(fresh))
+            hashes = [ih for ih, _ in fresh]
+            self._copy("traffic_item", "id, hash, query_id, document_id", [_binary_rows(
+                (">i8", np.arange(ids.start, ids.stop, dtype=np.int64)),
+                ("S64", np.array(hashes, dtype="S64")),
+                (">i8", np.fromiter((qids[r[QHASH]] for _, r in fresh), np.int64, len(fresh))),
+                (">i8", np.fromiter((dids[r[DHASH]] for _, r in fresh), np.int64, len(fresh))),
+            )])
+            iids.update(zip(hashes, ids))
+            self.stats["new_items"] += len(fresh)
+        return iids
+
+    def _entries(self, batch: _Batch, qids: dict[str, int], iids: dict[str, int]) -> None:
+        n = len(batch.rows)
+        columns: list[tuple[str | None, object]] = [
+            (">i8", self.import_id), (">i8", batch.variant_ids),
+            (">i8", np.fromiter(map(qids.__getitem__, batch.query_hashes), np.int64, n)),
+            (">i8", np.fromiter(map(iids.__getitem__, batch.item_hashes), np.int64, n)),
+            (">i4", batch.ranks),
+        ]
+        if batch.served is None:
+            data = _binary_rows(*columns, (None, None))
+        else:  # rows with a time and rows without are two runs of rows; their order does not matter
+            timed = batch.served != _NULL
+            data = _binary_rows(*_where(columns, timed), (">i8", batch.served[timed]))
+            if not timed.all():
+                data += _binary_rows(*_where(columns, ~timed), (None, None))
+        try:
+            self._copy("traffic_resultentry", "traffic_import_id, variant_id, query_id, item_id, rank, served_at",
+                       [data])
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "resultentry_unique_rank":
+                raise
+            raise _duplicate_rank(batch, qids, exc.diag.message_detail or "") from None
+        self.stats["entries"] += n
+
+
+def _where(columns: list[tuple[str | None, object]], mask: np.ndarray) -> list[tuple[str | None, object]]:
+    return [(kind, values[mask] if isinstance(values, np.ndarray) else values) for kind, values in columns]
+
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_NULL = -(1 << 63)  # a served time no one can give: stands for "none" until it becomes SQL NULL
+
+
+def _micros(value: datetime | None) -> int:
+    """A timestamptz as binary COPY takes it: microseconds since 2000-01-01 UTC."""
+    if value is None:
+        return _NULL
+    delta = value - _PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _binary_rows(*fields: tuple[str | None, object]) -> bytes:
+    """Rows in binary COPY format, built column-wise by numpy instead of row by row in Python.
+
+    `fields`: (numpy type, values) per column in order; values are an array (one per row) or one
+    value for every row; a type of None is NULL in every row. A row is its field count, then each
+    field's length (-1 for NULL) and bytes."""
+    n = next(len(v) for _, v in fields if isinstance(v, np.ndarray))
+    dtype = [("count", ">i2")]
+    for k, (kind, _) in enumerate(fields):
+        dtype.append((f"len{k}", ">i4"))
+        if kind is not None:
+            dtype.append((f"f{k}", kind))
+    rows = np.empty(n, np.dtype(dtype))
+    rows["count"] = len(fields)
+    for k, (kind, values) in enumerate(fields):
+        rows[f"len{k}"] = -1 if kind is None else np.dtype(kind).itemsize
+        if kind is not None:
+            rows[f"f{k}"] = values
+    return rows.tobytes()
+
+
+def _duplicate_rank(batch: _Batch, qids: dict[str, int], detail: str) -> ImportRowError:
+    """The line that repeats a (variant, query, rank): within the batch both lines are named; a
+    repeat of an earlier batch's row is known by the key in the constraint's message."""
+    first: dict[tuple, int] = {}
+    for row in batch.rows:
+        key = (row[VARIANT], row[QHASH], row[RANK])
+        if key in first:
+            return ImportRowError(row[LINE], f"duplicate rank {row[RANK]} for this variant and query "
+                                             f"{row[QTEXT][:60]!r} (first given on line {first[key]})")
+        first[key] = row[LINE]
+    # "Key (traffic_import_id, variant_id, query_id, rank)=(7, 1, 42, 3) already exists."
+    found = re.search(r"=\(\d+, (\d+), (\d+), (\d+)\)", detail)
+    if found:
+        variant_id, query_id, rank = map(int, found.groups())
+        for row in batch.rows:
+            if (row[VARIANT], qids.get(row[QHASH]), row[RANK]) == (variant_id, query_id, rank):
+                return ImportRowError(row[LINE], f"duplicate rank {rank} for this variant and query "
+                                                 f"{row[QTEXT][:60]!r} (first given earlier in the file, "
+                                                 f"before line {batch.rows[0][LINE]})")
+    return ImportRowError(batch.rows[0][LINE], f"a rank repeats for the same variant and query ({detail})")
+
+
+def _set_local(cursor, name: str, value: str) -> str:
+    """SET LOCAL that can be undone: returns the value to restore (a savepoint keeps SET LOCAL alive
+    until the outer transaction ends, so the importer puts every setting back itself)."""
+    cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
+    return cursor.fetchone()[0]
+
+
+def _skip_row_fk_checks(cursor) -> bool:
+    """Turn off PostgreSQL's per-row foreign-key triggers for this transaction, where the role may.
+
+    Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: every inserted entry and item queues
+    one trigger per foreign key, run one by one at commit (1.2M checks, ~10 s, for 200k new rows).
+    Here every referenced id was read or drawn inside this transaction, so the checks cannot fail;
+    what they also do is lock the referenced rows against concurrent deletion, which
+    `_Writer._lock_variants` and `_lock_shared_tables` do set-wise instead. Needs a superuser, or
+    on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role TO <role>`; otherwise the
+    triggers stay on.
+    """
+    if getattr(settings, "TRAFFIC_IMPORT_SKIP_FK_TRIGGERS", True) is False:
+        return False
+    granted = " OR has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 else ""
+    cursor.execute(f"SELECT rolsuper{granted} FROM pg_roles WHERE rolname = current_user")
+    row = cursor.fetchone()
+    if not (row and row[0]):
+        return False
+    _set_local(cursor, "session_replication_role", "replica")
+    return True
+
+
+def _lock_shared_tables(cursor) -> None:
+    """SHARE ROW EXCLUSIVE on the query, document and item tables until commit.
+
+    It blocks DELETE and other imports' INSERTs, so imports into these shared tables take turns,
+    while reads, judge runs and human labels (whose foreign-key checks take ROW SHARE) go on. That
+    does three jobs: the known rows a file references cannot be deleted under it (with the row
+    triggers off, the alternative is a FOR KEY SHARE row lock on every known row, which rewrites
+    each of them); what the writer looked up stays true until its COPY, and nothing else draws ids
+    from these tables' sequences; and two imports of overlapping content cannot deadlock.
+    """
+    cursor.execute("LOCK TABLE traffic_query, traffic_document, traffic_item IN SHARE ROW EXCLUSIVE MODE")
+
+
+def import_rows(rows: Iterable[tuple], *, import_id: int) -> tuple[int, dict[str, int]]:
+    """Write every row's query, document, item and result entry; returns (rows, counts).
+    Raises `ImportRowError` for a bad row or a repeated (variant, query, rank)."""
+    with connection.cursor() as django_cursor:
+        skip_triggers = _skip_row_fk_checks(django_cursor)
+        _lock_shared_tables(django_cursor)
+        # Lookups are index probes for a batch's worth of hashes: never a scan of a whole table.
+        planner = [(name, _set_local(django_cursor, name, "off"))
+                   for name in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")]
+        # A plain psycopg cursor on Django's connection (same transaction) binds parameters on the
+        # server; Django's own cursor would quote each megabyte of hashes into the SQL text.
+        writer = _Writer(psycopg.Cursor(django_cursor.cursor.connection), import_id, lock_variants=skip_triggers)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        parser = _Parser(rows)
+        parser.start()
+        try:
+            for batch in parser:
+                writer.write(batch)
+        finally:
+            parser.stop()
+            sys.setswitchinterval(switch)
+            writer.cursor.close()
+        for name, value in planner:
+            _set_local(django_cursor, name, value)
+        if skip_triggers:
+            _set_local(django_cursor, "session_replication_role", "origin")
+    return writer.rows, writer.stats
