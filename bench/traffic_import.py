@@ -4,8 +4,8 @@
 
 Generates a JSONL file (two variants, 20 results per query, ~300-character passages; every body is
 random, so every row is a new document and a new item: the worst case), migrates, then times the
-real import service (`traffic.services.traffic_import`) end to end: parse, hash, stage, set-based
-insert, commit. `--repeat` imports the same content again as a new file (every pair known);
+real import service (`traffic.services.traffic_import`) end to end: parse, hash, look up, COPY,
+commit. `--repeat` imports the same content again as a new file (every pair known);
 `--next-day F` then imports a later day's log of the same queries in which a share F of the rows
 serve new documents, as a ramped variant's daily traffic does.
 """
@@ -52,7 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1, help="fresh surfaces, one import each")
-    parser.add_argument("--phases", action="store_true", help="time every SQL statement of the import")
+    parser.add_argument("--phases", action="store_true",
+                        help="time the writer's steps, and the CPU of the parser, Python and PostgreSQL")
     parser.add_argument("--parse-only", action="store_true",
                         help="time reading, parsing, validating and hashing the file alone (no database)")
     parser.add_argument("--next-day", type=float, nargs="*", default=[], metavar="NEW",
@@ -80,28 +81,15 @@ def main() -> None:
             return
 
         def import_once(surface, source: Path, label: str) -> None:
-            phases: list[tuple[str, float]] = []
-
-            def timed(execute, sql, params, many, context):
-                t0 = time.perf_counter()
-                try:
-                    return execute(sql, params, many, context)
-                finally:
-                    phases.append((" ".join(sql.split())[:60], time.perf_counter() - t0))
-
-            started = time.perf_counter()
-            with source.open("rb") as fh, connection.execute_wrapper(timed):
-                result = traffic_import(surface=surface, source=fh, filename=f"{label}.jsonl")
-            seconds = time.perf_counter() - started
+            with Phases(enabled=args.phases) as phases:
+                started = time.perf_counter()
+                with source.open("rb") as fh:
+                    result = traffic_import(surface=surface, source=fh, filename=f"{label}.jsonl")
+                seconds = time.perf_counter() - started
             stats = result.traffic_import.stats
             print(f"{label}: {args.rows:,} rows in {seconds:.2f}s = {args.rows / seconds:,.0f} rows/s "
                   f"({stats['new_items']:,} new items, {stats['new_documents']:,} new documents)")
-            if args.phases:
-                sql_total = sum(t for _, t in phases)
-                print(f"    {seconds - sql_total:6.2f}s  hash file + parse + validate + COPY to staging (not SQL-wrapped)")
-                for sql, t in phases:
-                    if t >= 0.05:
-                        print(f"    {t:6.2f}s  {sql}")
+            phases.report()
 
         for i in range(args.repeat):
             surface = surface_get_or_create(slug=f"bench-{time.time_ns()}", name="bench")
@@ -113,6 +101,63 @@ def main() -> None:
                 write_file(day, args.rows, new_fraction=new, tag=f"r{i}-n{new}")
                 import_once(surface, day, f"run {i + 1}, next day with {new:.0%} new documents")
                 day.unlink()
+
+class Phases:
+    """`--phases`: where an import's time goes. The writer thread's steps (wall time: each includes
+    the server's work, and any wait for the GIL), the parser thread's CPU time, and the CPU time of
+    the whole Python process and of the PostgreSQL backend, so idle time on either side shows."""
+
+    STEPS = ("_lock_variants", "_queries", "_documents", "_items", "_entries")
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.times: dict[str, float] = {}
+
+    def __enter__(self) -> "Phases":
+        if not self.enabled:
+            return self
+        from django.db import connection
+
+        from traffic import pgimport
+
+        self.saved = [(pgimport._Writer, name, getattr(pgimport._Writer, name)) for name in self.STEPS]
+        self.saved.append((pgimport._Parser, "run", pgimport._Parser.run))
+        for cls, name, method in self.saved:
+            setattr(cls, name, self._timed(name, method))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.backend = cursor.fetchone()[0]
+        self.cpu = (time.process_time(), self._backend_cpu())
+        return self
+
+    def _timed(self, name: str, method):
+        clock = time.thread_time if name == "run" else time.perf_counter
+        key = "parser thread (CPU)" if name == "run" else name.strip("_")
+
+        def timed(*args, **kwargs):
+            started = clock()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.times[key] = self.times.get(key, 0.0) + clock() - started
+        return timed
+
+    def _backend_cpu(self) -> float:
+        fields = Path(f"/proc/{self.backend}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def __exit__(self, *exc) -> None:
+        if not self.enabled:
+            return
+        for cls, name, method in self.saved:
+            setattr(cls, name, method)
+        self.times["Python process (CPU)"] = time.process_time() - self.cpu[0]
+        self.times["PostgreSQL backend (CPU)"] = self._backend_cpu() - self.cpu[1]
+
+    def report(self) -> None:
+        for name, seconds in self.times.items():
+            print(f"    {seconds:6.2f}s  {name}")
+
 
 def parse_only(path: Path, rows: int) -> None:
     """The Python side of an import on its own: what the database's work cannot hide behind."""
