@@ -37,9 +37,6 @@ BATCH_ROWS = 20_000
 BATCH_CHARS = 32_000_000
 # Parsed batches waiting for the writer: parsing runs at most this far ahead of the server.
 AHEAD = 2
-# This file's query ids are cached (a query has many rows); past this size the cache starts over
-# and a query is found again by its lookup.
-QUERY_CACHE = 100_000
 # A list parameter, sent as one comma-separated string: psycopg dumps a Python list element by
 # element in Python, which cost more than the lookup it fed (hashes and ids hold no commas).
 _ARRAY = "string_to_array(%s, ',')"
@@ -75,35 +72,56 @@ def _binary_fields(*values: str) -> bytes:
 @dataclass
 class _Batch:
     """One batch of parsed rows, with everything that needs no database worked out by the parser
-    thread: the first row of each query, document and item, and the documents' COPY lines bar the id."""
+    thread. The batch's distinct queries, documents and items are numbered in order of first
+    appearance, and every row and item points at them by number, so the writer resolves ids with
+    numpy indexing instead of a Python loop per row."""
 
     rows: list[tuple]
-    queries: dict[str, tuple] = field(default_factory=dict)
-    documents: dict[str, bytes] = field(default_factory=dict)  # hash → its binary COPY fields after the id
-    items: dict[str, tuple] = field(default_factory=dict)
-    variants: set[int] = field(default_factory=set)
-    # Per row, in file order: what the result entries need.
+    queries: list[tuple] = field(default_factory=list)  # the first row of each query
     query_hashes: list[str] = field(default_factory=list)
+    documents: list[bytes] = field(default_factory=list)  # each one's binary COPY fields after the id
+    document_hashes: list[str] = field(default_factory=list)
     item_hashes: list[str] = field(default_factory=list)
+    item_query: np.ndarray | None = None  # per item: its query's number
+    item_document: np.ndarray | None = None  # per item: its document's number
+    row_query: np.ndarray | None = None  # per row: its query's number
+    row_item: np.ndarray | None = None  # per row: its item's number
+    variants: set[int] = field(default_factory=set)
     variant_ids: np.ndarray | None = None
     ranks: np.ndarray | None = None
     served: np.ndarray | None = None  # microseconds since 2000-01-01 UTC; None when no row has a time
 
     def prepare(self) -> _Batch:
-        queries, documents, items = self.queries, self.documents, self.items
+        qnum: dict[str, int] = {}
+        dnum: dict[str, int] = {}
+        inum: dict[str, int] = {}
+        item_query: list[int] = []
+        item_document: list[int] = []
+        row_query: list[int] = []
+        row_item: list[int] = []
         for row in self.rows:
             qh, dh, ih = row[QHASH], row[DHASH], row[IHASH]
-            if qh not in queries:
-                queries[qh] = row
-            if dh not in documents:
-                documents[dh] = _binary_fields(dh, row[DEXT], row[TITLE], row[BODY], row[URL],
-                                               _JSONB_VERSION + row[FIELDS])
-            if ih not in items:
-                items[ih] = row
+            q = qnum.get(qh)
+            if q is None:
+                q = qnum[qh] = len(self.queries)
+                self.queries.append(row)
+            i = inum.get(ih)
+            if i is None:
+                d = dnum.get(dh)
+                if d is None:
+                    d = dnum[dh] = len(self.documents)
+                    self.documents.append(_binary_fields(dh, row[DEXT], row[TITLE], row[BODY], row[URL],
+                                                         _JSONB_VERSION + row[FIELDS]))
+                i = inum[ih] = len(item_query)
+                item_query.append(q)
+                item_document.append(d)
+            row_query.append(q)
+            row_item.append(i)
+        self.query_hashes, self.document_hashes, self.item_hashes = list(qnum), list(dnum), list(inum)
+        self.item_query, self.item_document = np.array(item_query, np.intp), np.array(item_document, np.intp)
+        self.row_query, self.row_item = np.array(row_query, np.intp), np.array(row_item, np.intp)
         rows, n = self.rows, len(self.rows)
         self.variants = {row[VARIANT] for row in rows}
-        self.query_hashes = [row[QHASH] for row in rows]
-        self.item_hashes = [row[IHASH] for row in rows]
         self.variant_ids = np.fromiter((row[VARIANT] for row in rows), np.int64, n)
         self.ranks = np.fromiter((row[RANK] for row in rows), np.int32, n)
         if any(row[SERVED] is not None for row in rows):
@@ -170,7 +188,6 @@ class _Writer:
     cursor: psycopg.Cursor
     import_id: int
     lock_variants: bool
-    queries: dict[str, int] = field(default_factory=dict)  # query hash → id, this file's
     locked_variants: set[int] = field(default_factory=set)
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("new_queries", "new_documents", "new_items", "entries"), 0))
@@ -179,10 +196,10 @@ class _Writer:
     def write(self, batch: _Batch) -> None:
         if self.lock_variants:
             self._lock_variants(batch)
-        qids = self._queries(batch)
-        dids, existed = self._documents(batch)
-        iids = self._items(batch, qids, dids, existed)
-        self._entries(batch, qids, iids)
+        query_ids = self._queries(batch)
+        document_ids, existed = self._documents(batch)
+        item_ids = self._items(batch, query_ids, document_ids, existed)
+        self._entries(batch, query_ids, item_ids)
         self.rows += len(batch.rows)
 
     def _lock_variants(self, batch: _Batch) -> None:
@@ -190,23 +207,30 @@ class _Writer:
         wanted = batch.variants - self.locked_variants
         if not wanted:
             return
-        self.cursor.execute("SELECT id FROM traffic_variant WHERE id = ANY(%b::bigint[]) FOR KEY SHARE", [list(wanted)])
+        self.cursor.execute(f"SELECT id FROM traffic_variant WHERE id = ANY({_ARRAY}::bigint[]) FOR KEY SHARE",
+                            [",".join(map(str, wanted))])
         if len(self.cursor.fetchall()) != len(wanted):
             raise ImportRowError(batch.rows[0][LINE], "a variant named in the file was deleted while it was being imported")
         self.locked_variants |= wanted
 
-    def _existing(self, table: str, column: str, hashes: list[str]) -> dict[str, int]:
-        if not hashes:
-            return {}
-        self.cursor.execute(f"SELECT {column}, id FROM {table} WHERE {column} = ANY({_ARRAY})", [",".join(hashes)])
-        return dict(self.cursor.fetchall())
+    def _ids(self, sql: str, params: list[str]) -> np.ndarray:
+        """The ids a lookup finds, one per key in the order given; 0 where there is none. They come
+        back as one comma-separated string, which numpy reads in one call."""
+        self.cursor.execute(sql, params)
+        found = self.cursor.fetchone()[0]
+        return np.fromstring(found, dtype=np.int64, sep=",") if found else np.zeros(0, np.int64)
 
-    def _new_ids(self, table: str, n: int) -> range:
+    def _existing(self, table: str, column: str, hashes: list[str]) -> np.ndarray:
+        return self._ids(
+            f"SELECT string_agg(COALESCE(t.id, 0)::text, ',' ORDER BY u.n) FROM unnest({_ARRAY}) "
+            f"WITH ORDINALITY AS u(key, n) LEFT JOIN {table} t ON t.{column} = u.key", [",".join(hashes)])
+
+    def _new_ids(self, table: str, n: int) -> np.ndarray:
         """n consecutive ids from the table's sequence, in one statement. Safe because the import
         holds the table's SHARE ROW EXCLUSIVE lock: nothing else inserts, so nothing else draws."""
-        self.cursor.execute(f"SELECT setval('{table}_id_seq', nextval('{table}_id_seq') + %b - 1)", [n])
+        self.cursor.execute(f"SELECT setval('{table}_id_seq', nextval('{table}_id_seq') + %s - 1)", [n])
         last = self.cursor.fetchone()[0]
-        return range(last - n + 1, last + 1)
+        return np.arange(last - n + 1, last + 1, dtype=np.int64)
 
     def _copy(self, table: str, columns: str, chunks: Iterable[bytes]) -> None:
         """Binary COPY: no text escaping on our side, no text parsing on the server's."""
@@ -216,73 +240,60 @@ class _Writer:
                 copy.write(chunk)
             copy.write(_TRAILER)
 
-    def _queries(self, batch: _Batch) -> dict[str, int]:
-        qids = self.queries
-        if len(qids) > QUERY_CACHE:
-            qids.clear()
-        unknown = [qh for qh in batch.queries if qh not in qids]
-        if unknown:
-            qids.update(self._existing("traffic_query", "text_hash", unknown))
-            fresh = [batch.queries[qh] for qh in unknown if qh not in qids]
-            if fresh:
-                ids = self._new_ids("traffic_query", len(fresh))
-                self._copy("traffic_query", "id, text, text_hash, segment, locale, external_id", (
-                    _ROW_ID(6, 8, i) + _binary_fields(r[QTEXT], r[QHASH], r[SEGMENT], r[LOCALE], r[QEXT])
-                    for i, r in zip(ids, fresh)))
-                qids.update(zip((r[QHASH] for r in fresh), ids))
-                self.stats["new_queries"] += len(fresh)
-        return qids
+    def _queries(self, batch: _Batch) -> np.ndarray:
+        ids = self._existing("traffic_query", "text_hash", batch.query_hashes)
+        fresh = np.flatnonzero(ids == 0)
+        if len(fresh):
+            ids[fresh] = self._new_ids("traffic_query", len(fresh))
+            rows = batch.queries
+            self._copy("traffic_query", "id, text, text_hash, segment, locale, external_id", (
+                _ROW_ID(6, 8, int(ids[k])) + _binary_fields(rows[k][QTEXT], rows[k][QHASH], rows[k][SEGMENT],
+                                                      rows[k][LOCALE], rows[k][QEXT])
+                for k in fresh.tolist()))
+            self.stats["new_queries"] += len(fresh)
+        return ids
 
-    def _documents(self, batch: _Batch) -> tuple[dict[str, int], dict[str, int]]:
-        """(id of every document of the batch, the ids of those that existed before it)."""
-        existed = self._existing("traffic_document", "content_hash", list(batch.documents))
-        fresh = [dh for dh in batch.documents if dh not in existed]
-        if not fresh:
-            return existed, existed
-        ids = self._new_ids("traffic_document", len(fresh))
-        fields, pairs = batch.documents, zip(ids, fresh)
-        # In chunks: the server starts on the first while the next is being put together.
-        self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields", iter(
-            lambda: b"".join([_ROW_ID(7, 8, i) + fields[dh] for i, dh in islice(pairs, COPY_CHUNK)]), b""))
-        self.stats["new_documents"] += len(fresh)
-        dids = dict(existed)
-        dids.update(zip(fresh, ids))
-        return dids, existed
+    def _documents(self, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
+        """(every document's id, in the batch's numbering; which of them existed before the batch)."""
+        ids = self._existing("traffic_document", "content_hash", batch.document_hashes)
+        existed = ids != 0
+        fresh = np.flatnonzero(~existed)
+        if len(fresh):
+            ids[fresh] = self._new_ids("traffic_document", len(fresh))
+            fields, pairs = batch.documents, zip(ids[fresh].tolist(), fresh.tolist())
+            # In chunks: the server starts on the first while the next is being put together.
+            self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields", iter(
+                lambda: b"".join([_ROW_ID(7, 8, i) + fields[k] for i, k in islice(pairs, COPY_CHUNK)]), b""))
+            self.stats["new_documents"] += len(fresh)
+        return ids, existed
 
-    def _items(self, batch: _Batch, qids: dict[str, int], dids: dict[str, int],
-               existed: dict[str, int]) -> dict[str, int]:
+    def _items(self, batch: _Batch, query_ids: np.ndarray, document_ids: np.ndarray,
+               existed: np.ndarray) -> np.ndarray:
+        queries, documents = query_ids[batch.item_query], document_ids[batch.item_document]
+        ids = np.zeros(len(batch.item_hashes), np.int64)
         # Only a pair whose document existed before this batch can exist already; it is looked up
         # by (query, document), the unique index items have (their hash has none of its own).
-        maybe = [(ih, qids[r[QHASH]], dids[r[DHASH]]) for ih, r in batch.items.items() if r[DHASH] in existed]
-        iids: dict[str, int] = {}
-        if maybe:
-            hashes, query_ids, document_ids = zip(*maybe)
-            self.cursor.execute(
-                f"SELECT u.hash, i.id FROM unnest({_ARRAY}, {_ARRAY}::bigint[], {_ARRAY}::bigint[]) AS u(hash, q, d) "
-                "JOIN traffic_item i ON i.query_id = u.q AND i.document_id = u.d",
-                [",".join(hashes), ",".join(map(str, query_ids)), ",".join(map(str, document_ids))])
-            iids.update(self.cursor.fetchall())
-        fresh = [(ih, r) for ih, r in batch.items.items() if ih not in iids]
-        if fresh:
-            ids = self._new_ids("traffic_item", len(fresh))
-            hashes = [ih for ih, _ in fresh]
+        maybe = np.flatnonzero(existed[batch.item_document])
+        if len(maybe):
+            ids[maybe] = self._ids(
+                f"SELECT string_agg(COALESCE(i.id, 0)::text, ',' ORDER BY u.n) FROM unnest({_ARRAY}::bigint[], "
+                f"{_ARRAY}::bigint[]) WITH ORDINALITY AS u(q, d, n) "
+                "LEFT JOIN traffic_item i ON i.query_id = u.q AND i.document_id = u.d",
+                [",".join(map(str, queries[maybe].tolist())), ",".join(map(str, documents[maybe].tolist()))])
+        fresh = np.flatnonzero(ids == 0)
+        if len(fresh):
+            ids[fresh] = self._new_ids("traffic_item", len(fresh))
+            hashes = np.array(batch.item_hashes, dtype="S64")[fresh]
             self._copy("traffic_item", "id, hash, query_id, document_id", [_binary_rows(
-                (">i8", np.arange(ids.start, ids.stop, dtype=np.int64)),
-                ("S64", np.array(hashes, dtype="S64")),
-                (">i8", np.fromiter((qids[r[QHASH]] for _, r in fresh), np.int64, len(fresh))),
-                (">i8", np.fromiter((dids[r[DHASH]] for _, r in fresh), np.int64, len(fresh))),
-            )])
-            iids.update(zip(hashes, ids))
+                (">i8", ids[fresh]), ("S64", hashes), (">i8", queries[fresh]), (">i8", documents[fresh]))])
             self.stats["new_items"] += len(fresh)
-        return iids
+        return ids
 
-    def _entries(self, batch: _Batch, qids: dict[str, int], iids: dict[str, int]) -> None:
+    def _entries(self, batch: _Batch, query_ids: np.ndarray, item_ids: np.ndarray) -> None:
         n = len(batch.rows)
         columns: list[tuple[str | None, object]] = [
-            (">i8", self.import_id), (">i8", batch.variant_ids),
-            (">i8", np.fromiter(map(qids.__getitem__, batch.query_hashes), np.int64, n)),
-            (">i8", np.fromiter(map(iids.__getitem__, batch.item_hashes), np.int64, n)),
-            (">i4", batch.ranks),
+            (">i8", self.import_id), (">i8", batch.variant_ids), (">i8", query_ids[batch.row_query]),
+            (">i8", item_ids[batch.row_item]), (">i4", batch.ranks),
         ]
         if batch.served is None:
             data = _binary_rows(*columns, (None, None))
@@ -297,7 +308,7 @@ class _Writer:
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "resultentry_unique_rank":
                 raise
-            raise _duplicate_rank(batch, qids, exc.diag.message_detail or "") from None
+            raise _duplicate_rank(batch, query_ids, exc.diag.message_detail or "") from None
         self.stats["entries"] += n
 
 
@@ -338,7 +349,7 @@ def _binary_rows(*fields: tuple[str | None, object]) -> bytes:
     return rows.tobytes()
 
 
-def _duplicate_rank(batch: _Batch, qids: dict[str, int], detail: str) -> ImportRowError:
+def _duplicate_rank(batch: _Batch, query_ids: np.ndarray, detail: str) -> ImportRowError:
     """The line that repeats a (variant, query, rank): within the batch both lines are named; a
     repeat of an earlier batch's row is known by the key in the constraint's message."""
     first: dict[tuple, int] = {}
@@ -352,8 +363,9 @@ def _duplicate_rank(batch: _Batch, qids: dict[str, int], detail: str) -> ImportR
     found = re.search(r"=\(\d+, (\d+), (\d+), (\d+)\)", detail)
     if found:
         variant_id, query_id, rank = map(int, found.groups())
-        for row in batch.rows:
-            if (row[VARIANT], qids.get(row[QHASH]), row[RANK]) == (variant_id, query_id, rank):
+        row_query_ids = query_ids[batch.row_query].tolist()
+        for row, row_query_id in zip(batch.rows, row_query_ids):
+            if (row[VARIANT], row_query_id, row[RANK]) == (variant_id, query_id, rank):
                 return ImportRowError(row[LINE], f"duplicate rank {rank} for this variant and query "
                                                  f"{row[QTEXT][:60]!r} (first given earlier in the file, "
                                                  f"before line {batch.rows[0][LINE]})")

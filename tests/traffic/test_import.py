@@ -198,11 +198,10 @@ def test_text_and_times_arrive_exactly_as_given():
 
 def test_a_file_of_many_batches_shares_documents_and_items_across_them(monkeypatch):
     """Batches are written one after another: a document or pair first seen in an earlier batch is
-    found by the lookup, never inserted twice; the query cache may start over without harm."""
+    found by the lookup, never inserted twice."""
     from traffic import pgimport
 
     monkeypatch.setattr(pgimport, "BATCH_ROWS", 4)
-    monkeypatch.setattr(pgimport, "QUERY_CACHE", 1)
     surface = traffic_surface()
     rows = [traffic_row(variant=variant, query=f"query {q}", rank=rank, doc_id=f"d{(q + rank) % 5}",
                         body=f"b{(q + rank) % 5}")
