@@ -1,11 +1,11 @@
-"""PostgreSQL import: rows go straight into the final tables by COPY, batch by batch, while a thread
-parses the next batch.
+"""PostgreSQL import: rows go straight into the final tables by binary COPY, batch by batch, while
+the next batches are parsed — in a separate process for JSONL, on a thread for CSV.
 
 Why not a staging table and INSERT … SELECT (what `traffic.staging` does for SQLite): the server
 then works alone once the file is parsed — it writes every row twice and hash-joins the whole
 document and item tables — while the client's core sits idle. Here the client resolves every id
 itself (rows that exist by one index lookup per batch, new rows from their tables' sequences), so
-the server only writes each row once, and its work overlaps the parsing of the next batch.
+the server only writes each row once, and its work overlaps the parsing.
 
 The import holds `SHARE ROW EXCLUSIVE` on the query, document and item tables from its first
 statement to commit (`_lock_shared_tables`): no other import can insert a row between this
@@ -15,12 +15,15 @@ knows of them stays true until commit. Figures: BENCHMARKS.md and bench/README_t
 
 from __future__ import annotations
 
+import multiprocessing
 import queue
 import re
 import struct
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -30,11 +33,14 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
-from .rows import ImportRowError
+from . import rows as row_format
+from .rows import ImportRowError, RowParser, iter_jsonl_bytes, iter_rows
 
-# Rows per batch, and a cap on a batch's text so that 100,000-character bodies keep it small.
+# Rows (lines) per batch, and a cap on a batch's text so that 100,000-character bodies keep it small.
 BATCH_ROWS = 20_000
 BATCH_CHARS = 32_000_000
+# The first batch's rows; each next one is 4x as big, up to BATCH_ROWS.
+FIRST_BATCH_ROWS = 1_000
 # Parsed batches waiting for the writer: parsing runs at most this far ahead of the server.
 AHEAD = 2
 # A list parameter, sent as one comma-separated string: psycopg dumps a Python list element by
@@ -42,9 +48,8 @@ AHEAD = 2
 _ARRAY = "string_to_array(%s, ',')"
 # Documents per write to a COPY.
 COPY_CHUNK = 1_000
-# While the writer thread waits on the server, the parser thread holds the GIL; when the server
-# answers, the writer waits up to this long for it (CPython's default is 5 ms, which left the
-# server idle for ~10% of an import).
+# While the writer waits on the server, a parser thread (CSV) holds the GIL; when the server
+# answers, the writer waits up to this long for it (CPython's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
 
 # Positions in a parsed row (traffic.rows.STAGING_COLUMNS)
@@ -71,62 +76,74 @@ def _binary_fields(*values: str) -> bytes:
 
 @dataclass
 class _Batch:
-    """One batch of parsed rows, with everything that needs no database worked out by the parser
-    thread. The batch's distinct queries, documents and items are numbered in order of first
-    appearance, and every row and item points at them by number, so the writer resolves ids with
-    numpy indexing instead of a Python loop per row."""
+    """One batch of parsed rows, reduced to what the writer needs, all of it worked out away from
+    the database (and picklable, to come back from a parser process). The batch's distinct queries,
+    documents and items are numbered in order of first appearance, and every row and item points at
+    them by number, so the writer resolves ids with numpy indexing, not a Python loop per row."""
 
-    rows: list[tuple]
-    queries: list[tuple] = field(default_factory=list)  # the first row of each query
-    query_hashes: list[str] = field(default_factory=list)
-    documents: list[bytes] = field(default_factory=list)  # each one's binary COPY fields after the id
-    document_hashes: list[str] = field(default_factory=list)
-    item_hashes: list[str] = field(default_factory=list)
-    item_query: np.ndarray | None = None  # per item: its query's number
-    item_document: np.ndarray | None = None  # per item: its document's number
-    row_query: np.ndarray | None = None  # per row: its query's number
-    row_item: np.ndarray | None = None  # per row: its item's number
-    variants: set[int] = field(default_factory=set)
-    variant_ids: np.ndarray | None = None
-    ranks: np.ndarray | None = None
-    served: np.ndarray | None = None  # microseconds since 2000-01-01 UTC; None when no row has a time
+    lines: np.ndarray  # per row: its line in the file
+    query_hashes: list[str]
+    queries: list[bytes]  # per query: its binary COPY fields after the id
+    query_texts: list[str]
+    document_hashes: list[str]
+    documents: list[bytes]  # per document: its binary COPY fields after the id
+    item_hashes: list[str]
+    item_query: np.ndarray  # per item: its query's number
+    item_document: np.ndarray  # per item: its document's number
+    row_query: np.ndarray  # per row: its query's number
+    row_item: np.ndarray  # per row: its item's number
+    variants: set[int]
+    variant_ids: np.ndarray
+    ranks: np.ndarray
+    served: np.ndarray | None  # microseconds since 2000-01-01 UTC; None when no row has a time
 
-    def prepare(self) -> _Batch:
+    @classmethod
+    def from_rows(cls, rows: list[tuple]) -> _Batch:
         qnum: dict[str, int] = {}
         dnum: dict[str, int] = {}
         inum: dict[str, int] = {}
+        queries: list[bytes] = []
+        query_texts: list[str] = []
+        documents: list[bytes] = []
         item_query: list[int] = []
         item_document: list[int] = []
         row_query: list[int] = []
         row_item: list[int] = []
-        for row in self.rows:
+        for row in rows:
             qh, dh, ih = row[QHASH], row[DHASH], row[IHASH]
             q = qnum.get(qh)
-            if q is None:
-                q = qnum[qh] = len(self.queries)
-                self.queries.append(row)
+            if q is None:  # the first row of a query (or document) supplies its attributes
+                q = qnum[qh] = len(queries)
+                queries.append(_binary_fields(row[QTEXT], qh, row[SEGMENT], row[LOCALE], row[QEXT]))
+                query_texts.append(row[QTEXT])
             i = inum.get(ih)
             if i is None:
                 d = dnum.get(dh)
                 if d is None:
-                    d = dnum[dh] = len(self.documents)
-                    self.documents.append(_binary_fields(dh, row[DEXT], row[TITLE], row[BODY], row[URL],
-                                                         _JSONB_VERSION + row[FIELDS]))
+                    d = dnum[dh] = len(documents)
+                    documents.append(_binary_fields(dh, row[DEXT], row[TITLE], row[BODY], row[URL],
+                                                    _JSONB_VERSION + row[FIELDS]))
                 i = inum[ih] = len(item_query)
                 item_query.append(q)
                 item_document.append(d)
             row_query.append(q)
             row_item.append(i)
-        self.query_hashes, self.document_hashes, self.item_hashes = list(qnum), list(dnum), list(inum)
-        self.item_query, self.item_document = np.array(item_query, np.intp), np.array(item_document, np.intp)
-        self.row_query, self.row_item = np.array(row_query, np.intp), np.array(row_item, np.intp)
-        rows, n = self.rows, len(self.rows)
-        self.variants = {row[VARIANT] for row in rows}
-        self.variant_ids = np.fromiter((row[VARIANT] for row in rows), np.int64, n)
-        self.ranks = np.fromiter((row[RANK] for row in rows), np.int32, n)
+        n = len(rows)
+        served = None
         if any(row[SERVED] is not None for row in rows):
-            self.served = np.fromiter((_micros(row[SERVED]) for row in rows), np.int64, n)
-        return self
+            served = np.fromiter((_micros(row[SERVED]) for row in rows), np.int64, n)
+        return cls(
+            lines=np.fromiter((row[LINE] for row in rows), np.int64, n),
+            query_hashes=list(qnum), queries=queries, query_texts=query_texts,
+            document_hashes=list(dnum), documents=documents, item_hashes=list(inum),
+            item_query=np.array(item_query, np.intp), item_document=np.array(item_document, np.intp),
+            row_query=np.array(row_query, np.intp), row_item=np.array(row_item, np.intp),
+            variants={row[VARIANT] for row in rows}, variant_ids=np.fromiter((row[VARIANT] for row in rows), np.int64, n),
+            ranks=np.fromiter((row[RANK] for row in rows), np.int32, n), served=served,
+        )
+
+    def __len__(self) -> int:
+        return len(self.lines)
 
 
 def _batches(rows: Iterable[tuple]) -> Iterator[_Batch]:
@@ -136,10 +153,80 @@ def _batches(rows: Iterable[tuple]) -> Iterator[_Batch]:
         batch.append(row)
         chars += len(row[BODY])
         if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
-            yield _Batch(batch).prepare()
+            yield _Batch.from_rows(batch)
             batch, chars = [], 0
     if batch:
-        yield _Batch(batch).prepare()
+        yield _Batch.from_rows(batch)
+
+
+def _line_chunks(raw_lines: Iterable[bytes]) -> Iterator[tuple[list[bytes], int]]:
+    """(lines, number of the first) in batch-sized chunks. The first chunks are smaller, so the
+    server has its first batch to write after a few milliseconds of parsing, not a whole batch's."""
+    lines: list[bytes] = []
+    size, first, limit = 0, 1, min(FIRST_BATCH_ROWS, BATCH_ROWS)
+    for raw in raw_lines:
+        lines.append(raw)
+        size += len(raw)
+        if len(lines) >= limit or size >= BATCH_CHARS:
+            yield lines, first
+            first += len(lines)
+            lines, size, limit = [], 0, min(limit * 4, BATCH_ROWS)
+    if lines:
+        yield lines, first
+
+
+# The parser process: started from a fork server that has this module loaded already, so a worker
+# starts in milliseconds and inherits nothing from the importer (no database connection, no threads).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload([__name__])
+_worker_parser: RowParser | None = None
+
+
+def _unchanged(value: object) -> object:
+    return value
+
+
+def _start_worker(variants: dict[str, int]) -> None:
+    global _worker_parser
+    _worker_parser = RowParser(variants=variants, adapt_datetime=_unchanged)
+
+
+def _parse_chunk(lines: list[bytes], first: int, parser: RowParser | None = None) -> _Batch:
+    return _Batch.from_rows(list(iter_jsonl_bytes(lines, parser or _worker_parser, start=first)))
+
+
+class _ProcessParser:
+    """JSONL: chunks of lines are parsed in a separate process while the writer writes, so the two
+    never wait for each other's GIL (on a thread, the parser held it most of the time the writer
+    needed it). A JSONL record is one line, so chunks parse apart; a file of one chunk is parsed here.
+    The importer's own thread reads the file (hashing it and reporting progress as before)."""
+
+    def __init__(self, raw_lines: Iterable[bytes], parser: RowParser) -> None:
+        self.raw_lines, self.parser = raw_lines, parser
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __iter__(self) -> Iterator[_Batch]:
+        chunks = _line_chunks(self.raw_lines)
+        first = next(chunks, None)
+        second = next(chunks, None)
+        if first is None:
+            return
+        if second is None:
+            yield _parse_chunk(*first, parser=self.parser)
+            return
+        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT, initializer=_start_worker,
+                                        initargs=(self.parser.variants,))
+        pending = deque(self.pool.submit(_parse_chunk, *chunk) for chunk in (first, second))
+        while pending:
+            if (chunk := next(chunks, None)) is not None and len(pending) <= AHEAD:
+                pending.append(self.pool.submit(_parse_chunk, *chunk))
+            batch = pending.popleft().result()
+            if len(batch):
+                yield batch
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Parser(threading.Thread):
@@ -173,6 +260,7 @@ class _Parser(threading.Thread):
         return False
 
     def __iter__(self) -> Iterator[_Batch]:
+        self.start()
         while (item := self.queue.get()) is not self._DONE:
             if isinstance(item, BaseException):
                 raise item
@@ -180,7 +268,8 @@ class _Parser(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
-        self.join()
+        if self.is_alive():
+            self.join()
 
 
 @dataclass
@@ -200,7 +289,7 @@ class _Writer:
         document_ids, existed = self._documents(batch)
         item_ids = self._items(batch, query_ids, document_ids, existed)
         self._entries(batch, query_ids, item_ids)
-        self.rows += len(batch.rows)
+        self.rows += len(batch)
 
     def _lock_variants(self, batch: _Batch) -> None:
         """FOR KEY SHARE on the variants the rows name: what their foreign-key checks would lock."""
@@ -210,7 +299,7 @@ class _Writer:
         self.cursor.execute(f"SELECT id FROM traffic_variant WHERE id = ANY({_ARRAY}::bigint[]) FOR KEY SHARE",
                             [",".join(map(str, wanted))])
         if len(self.cursor.fetchall()) != len(wanted):
-            raise ImportRowError(batch.rows[0][LINE], "a variant named in the file was deleted while it was being imported")
+            raise ImportRowError(int(batch.lines[0]), "a variant named in the file was deleted while it was being imported")
         self.locked_variants |= wanted
 
     def _ids(self, sql: str, params: list[str]) -> np.ndarray:
@@ -245,11 +334,9 @@ class _Writer:
         fresh = np.flatnonzero(ids == 0)
         if len(fresh):
             ids[fresh] = self._new_ids("traffic_query", len(fresh))
-            rows = batch.queries
+            fields = batch.queries
             self._copy("traffic_query", "id, text, text_hash, segment, locale, external_id", (
-                _ROW_ID(6, 8, int(ids[k])) + _binary_fields(rows[k][QTEXT], rows[k][QHASH], rows[k][SEGMENT],
-                                                      rows[k][LOCALE], rows[k][QEXT])
-                for k in fresh.tolist()))
+                _ROW_ID(6, 8, i) + fields[k] for i, k in zip(ids[fresh].tolist(), fresh.tolist())))
             self.stats["new_queries"] += len(fresh)
         return ids
 
@@ -290,7 +377,7 @@ class _Writer:
         return ids
 
     def _entries(self, batch: _Batch, query_ids: np.ndarray, item_ids: np.ndarray) -> None:
-        n = len(batch.rows)
+        n = len(batch)
         columns: list[tuple[str | None, object]] = [
             (">i8", self.import_id), (">i8", batch.variant_ids), (">i8", query_ids[batch.row_query]),
             (">i8", item_ids[batch.row_item]), (">i4", batch.ranks),
@@ -352,24 +439,23 @@ def _binary_rows(*fields: tuple[str | None, object]) -> bytes:
 def _duplicate_rank(batch: _Batch, query_ids: np.ndarray, detail: str) -> ImportRowError:
     """The line that repeats a (variant, query, rank): within the batch both lines are named; a
     repeat of an earlier batch's row is known by the key in the constraint's message."""
+    rows = list(zip(batch.lines.tolist(), batch.variant_ids.tolist(), batch.row_query.tolist(), batch.ranks.tolist()))
     first: dict[tuple, int] = {}
-    for row in batch.rows:
-        key = (row[VARIANT], row[QHASH], row[RANK])
-        if key in first:
-            return ImportRowError(row[LINE], f"duplicate rank {row[RANK]} for this variant and query "
-                                             f"{row[QTEXT][:60]!r} (first given on line {first[key]})")
-        first[key] = row[LINE]
+    for line, variant, query, rank in rows:
+        if (variant, query, rank) in first:
+            return ImportRowError(line, f"duplicate rank {rank} for this variant and query "
+                                        f"{batch.query_texts[query][:60]!r} (first given on line {first[variant, query, rank]})")
+        first[variant, query, rank] = line
     # "Key (traffic_import_id, variant_id, query_id, rank)=(7, 1, 42, 3) already exists."
     found = re.search(r"=\(\d+, (\d+), (\d+), (\d+)\)", detail)
     if found:
-        variant_id, query_id, rank = map(int, found.groups())
-        row_query_ids = query_ids[batch.row_query].tolist()
-        for row, row_query_id in zip(batch.rows, row_query_ids):
-            if (row[VARIANT], row_query_id, row[RANK]) == (variant_id, query_id, rank):
-                return ImportRowError(row[LINE], f"duplicate rank {rank} for this variant and query "
-                                                 f"{row[QTEXT][:60]!r} (first given earlier in the file, "
-                                                 f"before line {batch.rows[0][LINE]})")
-    return ImportRowError(batch.rows[0][LINE], f"a rank repeats for the same variant and query ({detail})")
+        key = tuple(map(int, found.groups()))
+        for line, variant, query, rank in rows:
+            if (variant, int(query_ids[query]), rank) == key:
+                return ImportRowError(line, f"duplicate rank {rank} for this variant and query "
+                                            f"{batch.query_texts[query][:60]!r} (first given earlier in the file, "
+                                            f"before line {rows[0][0]})")
+    return ImportRowError(rows[0][0], f"a rank repeats for the same variant and query ({detail})")
 
 
 def _set_local(cursor, name: str, value: str) -> str:
@@ -414,9 +500,17 @@ def _lock_shared_tables(cursor) -> None:
     cursor.execute("LOCK TABLE traffic_query, traffic_document, traffic_item IN SHARE ROW EXCLUSIVE MODE")
 
 
-def import_rows(rows: Iterable[tuple], *, import_id: int) -> tuple[int, dict[str, int]]:
-    """Write every row's query, document, item and result entry; returns (rows, counts).
-    Raises `ImportRowError` for a bad row or a repeated (variant, query, rank)."""
+def _batch_source(fmt: str, raw_lines: Iterable[bytes], parser: RowParser) -> _ProcessParser | _Parser:
+    # A daemonic process (a Celery prefork worker) may not start processes of its own.
+    if fmt == "jsonl" and row_format._fast_loads is not None and not multiprocessing.current_process().daemon:
+        return _ProcessParser(raw_lines, parser)
+    return _Parser(iter_rows(fmt, raw_lines, parser))
+
+
+def import_rows(fmt: str, raw_lines: Iterable[bytes], parser: RowParser, *,
+                import_id: int) -> tuple[int, dict[str, int]]:
+    """Parse the file's lines and write every row's query, document, item and result entry;
+    returns (rows, counts). Raises `ImportRowError` for a bad row or a repeated (variant, query, rank)."""
     with connection.cursor() as django_cursor:
         skip_triggers = _skip_row_fk_checks(django_cursor)
         _lock_shared_tables(django_cursor)
@@ -428,13 +522,12 @@ def import_rows(rows: Iterable[tuple], *, import_id: int) -> tuple[int, dict[str
         writer = _Writer(psycopg.Cursor(django_cursor.cursor.connection), import_id, lock_variants=skip_triggers)
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
-        parser = _Parser(rows)
-        parser.start()
+        source = _batch_source(fmt, raw_lines, parser)
         try:
-            for batch in parser:
+            for batch in source:
                 writer.write(batch)
         finally:
-            parser.stop()
+            source.stop()
             sys.setswitchinterval(switch)
             writer.cursor.close()
         for name, value in planner:

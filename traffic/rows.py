@@ -55,6 +55,9 @@ class ImportRowError(ValueError):
         super().__init__(f"line {line}: {reason}")
         self.line, self.reason = line, reason
 
+    def __reduce__(self):  # raised in a parser process, re-raised in the importer's
+        return type(self), (self.line, self.reason)
+
 
 def normalize_query(text: str) -> str:
     """What makes two query strings the same query: Unicode form, case and spacing do not count."""
@@ -247,12 +250,12 @@ def _checked(fn: Callable[[Any], str], arg: Any, line: int) -> str:
         raise ImportRowError(line, "bad UTF-8 (a lone surrogate escape)") from None
 
 
-def iter_jsonl_bytes(raw_lines: Iterable[bytes], parser: RowParser) -> Iterator[tuple]:
+def iter_jsonl_bytes(raw_lines: Iterable[bytes], parser: RowParser, *, start: int = 1) -> Iterator[tuple]:
     """JSONL straight from bytes: orjson checks the UTF-8 and parses in one step. On any failure the
     line is decoded and parsed again by the standard library, which words the error (or, for what only
-    it accepts, such as NaN, parses the line)."""
+    it accepts, such as NaN, parses the line). `start`: the first line's number (a chunk of a file)."""
     loads, parse = _fast_loads, parser.parse
-    for line_no, raw in enumerate(raw_lines, start=1):
+    for line_no, raw in enumerate(raw_lines, start=start):
         if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:

@@ -114,11 +114,10 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
                 surface=surface, sha256=f"pending-{time.time_ns()}", filename=filename[:255], format=fmt,
                 created_by=user if user is not None and user.is_authenticated else None,
             )
-            parsed = iter_rows(fmt, reader, parser)
             if connection.vendor == "postgresql":
-                rows, stats = pgimport.import_rows(parsed, import_id=record.pk)
+                rows, stats = pgimport.import_rows(fmt, reader, parser, import_id=record.pk)
             else:
-                rows = staging.stage_rows(parsed)
+                rows = staging.stage_rows(iter_rows(fmt, reader, parser))
                 stats = staging.move_staged(import_id=record.pk) if rows else {}
             if rows == 0:
                 raise TrafficError("The file has no rows.")
