@@ -15,6 +15,7 @@ knows of them stays true until commit. Figures: BENCHMARKS.md and bench/README_t
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
 import re
@@ -23,10 +24,11 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 
 import numpy as np
 import psycopg
@@ -35,6 +37,8 @@ from django.db import connection
 
 from . import rows as row_format
 from .rows import ImportRowError, RowParser, iter_jsonl_bytes, iter_rows
+
+logger = logging.getLogger(__name__)
 
 # Rows (lines) per batch, and a cap on a batch's text so that 100,000-character bodies keep it small.
 BATCH_ROWS = 20_000
@@ -212,15 +216,32 @@ class _ProcessParser:
         if first is None:
             return
         if second is None:
-            yield _parse_chunk(*first, parser=self.parser)
+            yield from self._here([first])
             return
-        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT, initializer=_start_worker,
-                                        initargs=(self.parser.variants,))
-        pending = deque(self.pool.submit(_parse_chunk, *chunk) for chunk in (first, second))
-        while pending:
-            if (chunk := next(chunks, None)) is not None and len(pending) <= AHEAD:
-                pending.append(self.pool.submit(_parse_chunk, *chunk))
-            batch = pending.popleft().result()
+        # Chunks read but not yet handed to the writer, each with its parse in the worker.
+        pending: deque[tuple[tuple[list[bytes], int], list[Future]]] = deque([(first, []), (second, [])])
+        try:
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT, initializer=_start_worker,
+                                            initargs=(self.parser.variants,))
+            for chunk, future in pending:
+                future.append(self.pool.submit(_parse_chunk, *chunk))
+            while pending:
+                if len(pending) <= AHEAD and (chunk := next(chunks, None)) is not None:
+                    pending.append((chunk, []))
+                    pending[-1][1].append(self.pool.submit(_parse_chunk, *chunk))
+                batch = pending[0][1][0].result()
+                pending.popleft()
+                if len(batch):
+                    yield batch
+        except (BrokenProcessPool, OSError) as exc:
+            # No parser process (it could not start, or died): the chunks not yet written are
+            # parsed here instead, slower but the same.
+            logger.warning("traffic import: parsing in-process, the parser process failed (%s)", exc)
+            yield from self._here(chain((chunk for chunk, _ in pending), chunks))
+
+    def _here(self, chunks: Iterable[tuple[list[bytes], int]]) -> Iterator[_Batch]:
+        for lines, first_line in chunks:
+            batch = _parse_chunk(lines, first_line, parser=self.parser)
             if len(batch):
                 yield batch
 

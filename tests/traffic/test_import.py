@@ -233,3 +233,28 @@ def test_a_bad_row_in_a_later_batch_leaves_nothing_behind(monkeypatch):
     with pytest.raises(TrafficError, match=r"line 6: unknown variant 'nope'"):
         import_traffic_rows(surface, rows)
     assert not Document.objects.exists() and not ResultEntry.objects.exists() and not TrafficImport.objects.exists()
+
+
+def test_without_a_parser_process_the_import_parses_in_process(monkeypatch, caplog):
+    """A parser process that cannot start (here: one that is broken from the start) costs speed,
+    not the import: every chunk not yet written is parsed in the importer's process instead."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from traffic import pgimport
+
+    class BrokenPool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("no worker")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 3)
+    monkeypatch.setattr(pgimport, "ProcessPoolExecutor", BrokenPool)
+    surface = traffic_surface()
+    result = import_traffic_rows(surface, [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 11)])
+    assert result.traffic_import.rows == 10 and ResultEntry.objects.count() == 10 and Document.objects.count() == 10
+    assert "parsing in-process" in caplog.text
