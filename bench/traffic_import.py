@@ -103,9 +103,10 @@ def main() -> None:
                 day.unlink()
 
 class Phases:
-    """`--phases`: where an import's time goes. The writer thread's steps (wall time: each includes
-    the server's work, and any wait for the GIL), the parser thread's CPU time, and the CPU time of
-    the whole Python process and of the PostgreSQL backend, so idle time on either side shows."""
+    """`--phases`: where an import's time goes. The writer's steps (wall time: each includes the
+    server's work), the CPU time of the importer's process (JSONL is parsed in a separate process,
+    not counted here; a CSV parser thread is, and also shown on its own) and of the PostgreSQL
+    backend, so idle time on either side shows."""
 
     STEPS = ("_lock_variants", "_queries", "_documents", "_items", "_entries")
 

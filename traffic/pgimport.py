@@ -218,18 +218,21 @@ class _ProcessParser:
         if second is None:
             yield from self._here([first])
             return
-        # Chunks read but not yet handed to the writer, each with its parse in the worker.
-        pending: deque[tuple[tuple[list[bytes], int], list[Future]]] = deque([(first, []), (second, [])])
+        # Chunks read but not yet handed to the writer, oldest first, with their parses in the worker
+        # (a chunk is in `pending` before its parse is submitted, so a failed submit loses nothing).
+        pending: deque[tuple[list[bytes], int]] = deque([first, second])
+        parses: deque[Future] = deque()
         try:
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT, initializer=_start_worker,
                                             initargs=(self.parser.variants,))
-            for chunk, future in pending:
-                future.append(self.pool.submit(_parse_chunk, *chunk))
+            for chunk in pending:
+                parses.append(self.pool.submit(_parse_chunk, *chunk))
             while pending:
                 if len(pending) <= AHEAD and (chunk := next(chunks, None)) is not None:
-                    pending.append((chunk, []))
-                    pending[-1][1].append(self.pool.submit(_parse_chunk, *chunk))
-                batch = pending[0][1][0].result()
+                    pending.append(chunk)
+                    parses.append(self.pool.submit(_parse_chunk, *chunk))
+                batch = parses[0].result()
+                parses.popleft()
                 pending.popleft()
                 if len(batch):
                     yield batch
@@ -237,7 +240,7 @@ class _ProcessParser:
             # No parser process (it could not start, or died): the chunks not yet written are
             # parsed here instead, slower but the same.
             logger.warning("traffic import: parsing in-process, the parser process failed (%s)", exc)
-            yield from self._here(chain((chunk for chunk, _ in pending), chunks))
+            yield from self._here(chain(pending, chunks))
 
     def _here(self, chunks: Iterable[tuple[list[bytes], int]]) -> Iterator[_Batch]:
         for lines, first_line in chunks:
