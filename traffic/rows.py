@@ -43,7 +43,7 @@ MAX_SHORT_CHARS = 60
 REQUIRED = ("variant", "query", "rank", "doc_id", "body")
 OPTIONAL = ("title", "url", "query_id", "segment", "locale", "served_at", "fields")
 
-# The staging row, in this column order (see traffic.staging).
+# A parsed row, in this column order (traffic.staging for SQLite, traffic.pgimport for PostgreSQL).
 STAGING_COLUMNS = (
     "line_no", "variant_id", "rank", "served_at", "query_hash", "query_text", "segment", "locale",
     "query_external_id", "doc_hash", "doc_external_id", "title", "body", "url", "fields", "item_hash",
@@ -143,7 +143,7 @@ def _text(row: dict[str, Any], key: str, line: int, limit: int, *, required: boo
 
 
 class RowParser:
-    """Validates one row dict and turns it into a staging tuple."""
+    """Validates one row dict and turns it into a parsed row tuple (STAGING_COLUMNS)."""
 
     def __init__(self, *, variants: dict[str, int], adapt_datetime: Callable[[datetime], Any]) -> None:
         self.variants = variants
