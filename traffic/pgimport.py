@@ -305,6 +305,8 @@ class _Writer:
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("new_queries", "new_documents", "new_items", "entries"), 0))
     rows: int = 0
+    # The last batch's documents were all new: try the next batch's without looking them up first.
+    optimistic: bool = False
 
     def write(self, batch: _Batch) -> None:
         if self.lock_variants:
@@ -365,18 +367,39 @@ class _Writer:
         return ids
 
     def _documents(self, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
-        """(every document's id, in the batch's numbering; which of them existed before the batch)."""
+        """(every document's id, in the batch's numbering; which of them existed before the batch).
+
+        While batches bring only new documents (a file of new traffic), the lookup, which then
+        finds nothing, is skipped: the COPY runs in a savepoint, and the unique index on the hash
+        refuses a document that exists after all; then the batch is undone and looked up."""
+        if self.optimistic:
+            ids = self._new_ids("traffic_document", len(batch.documents))
+            self.cursor.execute("SAVEPOINT traffic_import_documents")
+            try:
+                self._copy_documents(batch, ids, np.arange(len(ids)))
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.table_name != "traffic_document":
+                    raise
+                self.cursor.execute("ROLLBACK TO SAVEPOINT traffic_import_documents")
+                self.optimistic = False
+            else:
+                self.cursor.execute("RELEASE SAVEPOINT traffic_import_documents")
+                return ids, np.zeros(len(ids), bool)
         ids = self._existing("traffic_document", "content_hash", batch.document_hashes)
         existed = ids != 0
         fresh = np.flatnonzero(~existed)
         if len(fresh):
             ids[fresh] = self._new_ids("traffic_document", len(fresh))
-            fields, pairs = batch.documents, zip(ids[fresh].tolist(), fresh.tolist())
-            # In chunks: the server starts on the first while the next is being put together.
-            self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields", iter(
-                lambda: b"".join([_ROW_ID(7, 8, i) + fields[k] for i, k in islice(pairs, COPY_CHUNK)]), b""))
-            self.stats["new_documents"] += len(fresh)
+            self._copy_documents(batch, ids[fresh], fresh)
+        self.optimistic = not existed.any()
         return ids, existed
+
+    def _copy_documents(self, batch: _Batch, ids: np.ndarray, numbers: np.ndarray) -> None:
+        fields, pairs = batch.documents, zip(ids.tolist(), numbers.tolist())
+        # In chunks: the server starts on the first while the next is being put together.
+        self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields", iter(
+            lambda: b"".join([_ROW_ID(7, 8, i) + fields[k] for i, k in islice(pairs, COPY_CHUNK)]), b""))
+        self.stats["new_documents"] += len(numbers)
 
     def _items(self, batch: _Batch, query_ids: np.ndarray, document_ids: np.ndarray,
                existed: np.ndarray) -> np.ndarray:

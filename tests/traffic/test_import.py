@@ -258,3 +258,20 @@ def test_without_a_parser_process_the_import_parses_in_process(monkeypatch, capl
     result = import_traffic_rows(surface, [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 11)])
     assert result.traffic_import.rows == 10 and ResultEntry.objects.count() == 10 and Document.objects.count() == 10
     assert "parsing in-process" in caplog.text
+
+
+def test_a_known_document_after_batches_of_new_ones_is_found_not_duplicated(monkeypatch):
+    """After batches of only new documents the writer COPYs without looking up first; a document
+    that exists after all makes it undo that batch and look it up (no duplicate, exact counts)."""
+    from traffic import pgimport
+
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 2)
+    surface = traffic_surface()
+    import_traffic_rows(surface, [traffic_row(rank=1, doc_id="old", body="stored before")], filename="day0.jsonl")
+    rows = [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 7)]
+    rows.append(traffic_row(rank=7, doc_id="old-again", body="stored before"))
+    rows.append(traffic_row(rank=8, doc_id="d8", body="b8"))
+    result = import_traffic_rows(surface, rows)
+    assert result.traffic_import.stats == {"new_queries": 0, "new_documents": 7, "new_items": 7, "entries": 8}
+    assert Document.objects.filter(body="stored before").get().external_id == "old"
+    assert Document.objects.count() == 8 and ResultEntry.objects.count() == 9
