@@ -105,8 +105,7 @@ def main() -> None:
 class Phases:
     """`--phases`: where an import's time goes. The writer's steps (wall time: each includes the
     server's work), the CPU time of the importer's process (JSONL is parsed in a separate process,
-    not counted here; a CSV parser thread is, and also shown on its own) and of the PostgreSQL
-    backend, so idle time on either side shows."""
+    not counted here) and of the PostgreSQL backend, so idle time on either side shows."""
 
     STEPS = ("_lock_variants", "_queries", "_documents", "_items", "_entries")
 
@@ -122,7 +121,6 @@ class Phases:
         from traffic import pgimport
 
         self.saved = [(pgimport._Writer, name, getattr(pgimport._Writer, name)) for name in self.STEPS]
-        self.saved.append((pgimport._Parser, "run", pgimport._Parser.run))
         for cls, name, method in self.saved:
             setattr(cls, name, self._timed(name, method))
         with connection.cursor() as cursor:
@@ -132,15 +130,14 @@ class Phases:
         return self
 
     def _timed(self, name: str, method):
-        clock = time.thread_time if name == "run" else time.perf_counter
-        key = "parser thread (CPU)" if name == "run" else name.strip("_")
+        key = name.strip("_")
 
         def timed(*args, **kwargs):
-            started = clock()
+            started = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.times[key] = self.times.get(key, 0.0) + clock() - started
+                self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - started
         return timed
 
     def _backend_cpu(self) -> float:

@@ -20,7 +20,6 @@ import multiprocessing
 import queue
 import re
 import struct
-import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -52,9 +51,6 @@ AHEAD = 2
 _ARRAY = "string_to_array(%s, ',')"
 # Documents per write to a COPY.
 COPY_CHUNK = 1_000
-# While the writer waits on the server, a parser thread (CSV) holds the GIL; when the server
-# answers, the writer waits up to this long for it (CPython's default is 5 ms).
-SWITCH_INTERVAL = 0.0005
 
 # Positions in a parsed row (traffic.rows.STAGING_COLUMNS)
 LINE, VARIANT, RANK, SERVED, QHASH, QTEXT, SEGMENT, LOCALE, QEXT, DHASH, DEXT, TITLE, BODY, URL, FIELDS, IHASH = range(16)
@@ -373,6 +369,8 @@ class _Writer:
         finds nothing, is skipped: the COPY runs in a savepoint, and the unique index on the hash
         refuses a document that exists after all; then the batch is undone and looked up."""
         if self.optimistic:
+            # Ids for every document of the batch; if the batch is undone they stay unused (a gap
+            # in the sequence, as any rolled-back insert leaves).
             ids = self._new_ids("traffic_document", len(batch.documents))
             self.cursor.execute("SAVEPOINT traffic_import_documents")
             try:
@@ -381,6 +379,7 @@ class _Writer:
                 if exc.diag.table_name != "traffic_document":
                     raise
                 self.cursor.execute("ROLLBACK TO SAVEPOINT traffic_import_documents")
+                self.cursor.execute("RELEASE SAVEPOINT traffic_import_documents")
                 self.optimistic = False
             else:
                 self.cursor.execute("RELEASE SAVEPOINT traffic_import_documents")
@@ -567,15 +566,12 @@ def import_rows(fmt: str, raw_lines: Iterable[bytes], parser: RowParser, *,
         # A plain psycopg cursor on Django's connection (same transaction) binds parameters on the
         # server; Django's own cursor would quote each megabyte of hashes into the SQL text.
         writer = _Writer(psycopg.Cursor(django_cursor.cursor.connection), import_id, lock_variants=skip_triggers)
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         source = _batch_source(fmt, raw_lines, parser)
         try:
             for batch in source:
                 writer.write(batch)
         finally:
             source.stop()
-            sys.setswitchinterval(switch)
             writer.cursor.close()
         for name, value in planner:
             _set_local(django_cursor, name, value)
