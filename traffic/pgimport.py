@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from multiprocessing import forkserver
 import queue
 import re
 import struct
 import threading
 from collections import deque
+from contextlib import suppress
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -42,7 +44,9 @@ logger = logging.getLogger(__name__)
 # Rows (lines) per batch, and a cap on a batch's text so that 100,000-character bodies keep it small.
 BATCH_ROWS = 20_000
 BATCH_CHARS = 32_000_000
-# The first batch's rows; each next one is 4x as big, up to BATCH_ROWS.
+# The rows of a batch parsed while the writer waits for it: the first ones, and those parsed in the
+# importer's process while the parser process starts. Once that runs, each next one is 2x as big,
+# up to BATCH_ROWS: a batch is written in about the time the next, twice as big, takes to parse.
 FIRST_BATCH_ROWS = 1_000
 # Parsed batches waiting for the writer: parsing runs at most this far ahead of the server.
 AHEAD = 2
@@ -159,20 +163,31 @@ def _batches(rows: Iterable[tuple]) -> Iterator[_Batch]:
         yield _Batch.from_rows(batch)
 
 
-def _line_chunks(raw_lines: Iterable[bytes]) -> Iterator[tuple[list[bytes], int]]:
-    """(lines, number of the first) in batch-sized chunks. The first chunks are smaller, so the
-    server has its first batch to write after a few milliseconds of parsing, not a whole batch's."""
-    lines: list[bytes] = []
-    size, first, limit = 0, 1, min(FIRST_BATCH_ROWS, BATCH_ROWS)
-    for raw in raw_lines:
-        lines.append(raw)
-        size += len(raw)
-        if len(lines) >= limit or size >= BATCH_CHARS:
-            yield lines, first
-            first += len(lines)
-            lines, size, limit = [], 0, min(limit * 4, BATCH_ROWS)
-    if lines:
-        yield lines, first
+class _LineChunks:
+    """The file's lines as (lines, number of the first) in chunks of `limit` lines (fewer when they
+    reach BATCH_CHARS of text). The consumer sets `limit` for the chunks it reads next: small ones
+    while a chunk's parse holds up the writer, batch-sized ones once parsing runs ahead of it."""
+
+    def __init__(self, raw_lines: Iterable[bytes], limit: int) -> None:
+        self.raw_lines = iter(raw_lines)
+        self.limit = limit
+        self.first = 1
+
+    def __iter__(self) -> _LineChunks:
+        return self
+
+    def __next__(self) -> tuple[list[bytes], int]:
+        lines: list[bytes] = []
+        size = 0
+        for raw in self.raw_lines:
+            lines.append(raw)
+            size += len(raw)
+            if len(lines) >= self.limit or size >= BATCH_CHARS:
+                break
+        if not lines:
+            raise StopIteration
+        first, self.first = self.first, self.first + len(lines)
+        return lines, first
 
 
 # The parser process: started from a fork server that has this module loaded already, so a worker
@@ -204,39 +219,74 @@ class _ProcessParser:
     def __init__(self, raw_lines: Iterable[bytes], parser: RowParser) -> None:
         self.raw_lines, self.parser = raw_lines, parser
         self.pool: ProcessPoolExecutor | None = None
+        self.starter: threading.Thread | None = None
+        self.started = threading.Event()
+        self.start_error: BaseException | None = None
 
     def __iter__(self) -> Iterator[_Batch]:
-        chunks = _line_chunks(self.raw_lines)
-        first = next(chunks, None)
-        second = next(chunks, None)
-        if first is None:
+        chunks = _LineChunks(self.raw_lines, limit=min(FIRST_BATCH_ROWS, BATCH_ROWS))
+        # Chunks read but not yet handed to the writer, oldest first. Reading stays outside the
+        # `except` below: a file that fails to read fails the import, it is never cut short.
+        pending = deque(islice(chunks, 2))
+        if len(pending) < 2:
+            yield from self._here(pending)
             return
-        if second is None:
-            yield from self._here([first])
-            return
-        # Chunks read but not yet handed to the writer, oldest first, with their parses in the worker
-        # (a chunk is in `pending` before its parse is submitted, so a failed submit loses nothing).
-        pending: deque[tuple[list[bytes], int]] = deque([first, second])
-        parses: deque[Future] = deque()
+        self.starter = threading.Thread(target=self._start_pool, name="traffic-import-parser-start", daemon=True)
+        self.starter.start()
+        # The parser process takes a few tenths of a second to start the first time (a Python
+        # interpreter importing this module); meanwhile small chunks are parsed here, so the
+        # server has rows to write after milliseconds.
+        while pending and not self.started.is_set():
+            yield from self._here([pending.popleft()])
+            if not pending:
+                pending.extend(islice(chunks, 1))
+        self.starter.join()
+        failed = self.start_error
+        parses: deque[Future] = deque()  # the parses of pending's first chunks, in the worker
+        while pending and failed is None:
+            self._read_ahead(chunks, pending)
+            try:
+                self._submit(pending, parses)
+                batch = parses[0].result()
+            except (BrokenProcessPool, OSError) as exc:
+                failed = exc
+                break
+            parses.popleft()
+            pending.popleft()
+            # The next chunk is read and queued before this batch is written: the worker parses
+            # while the server writes. A failed submit shows again at the next result.
+            self._read_ahead(chunks, pending)
+            with suppress(BrokenProcessPool, OSError):
+                self._submit(pending, parses)
+            if len(batch):
+                yield batch
+        if failed is not None:
+            # No parser process (it could not start, or died): the chunks not yet written are
+            # parsed here instead, slower but the same.
+            logger.warning("traffic import: parsing in-process, the parser process failed (%s)", failed)
+            yield from self._here(chain(pending, chunks))
+
+    @staticmethod
+    def _read_ahead(chunks: _LineChunks, pending: deque[tuple[list[bytes], int]]) -> None:
+        """Keep AHEAD + 1 chunks read, each twice as big as the last."""
+        while len(pending) <= AHEAD and (chunk := next(chunks, None)) is not None:
+            pending.append(chunk)
+            chunks.limit = min(chunks.limit * 2, BATCH_ROWS)
+
+    def _submit(self, pending: deque[tuple[list[bytes], int]], parses: deque[Future]) -> None:
+        while len(parses) < len(pending):
+            parses.append(self.pool.submit(_parse_chunk, *pending[len(parses)]))
+
+    def _start_pool(self) -> None:
+        """On a thread: start the parser process and wait until it runs (or fails to)."""
         try:
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT, initializer=_start_worker,
                                             initargs=(self.parser.variants,))
-            for chunk in pending:
-                parses.append(self.pool.submit(_parse_chunk, *chunk))
-            while pending:
-                if len(pending) <= AHEAD and (chunk := next(chunks, None)) is not None:
-                    pending.append(chunk)
-                    parses.append(self.pool.submit(_parse_chunk, *chunk))
-                batch = parses[0].result()
-                parses.popleft()
-                pending.popleft()
-                if len(batch):
-                    yield batch
-        except (BrokenProcessPool, OSError) as exc:
-            # No parser process (it could not start, or died): the chunks not yet written are
-            # parsed here instead, slower but the same.
-            logger.warning("traffic import: parsing in-process, the parser process failed (%s)", exc)
-            yield from self._here(chain(pending, chunks))
+            self.pool.submit(_unchanged, None).result()
+        except Exception as exc:
+            self.start_error = exc
+        finally:
+            self.started.set()
 
     def _here(self, chunks: Iterable[tuple[list[bytes], int]]) -> Iterator[_Batch]:
         for lines, first_line in chunks:
@@ -245,6 +295,8 @@ class _ProcessParser:
                 yield batch
 
     def stop(self) -> None:
+        if self.starter is not None:
+            self.starter.join()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -546,9 +598,21 @@ def _lock_shared_tables(cursor) -> None:
     cursor.execute("LOCK TABLE traffic_query, traffic_document, traffic_item IN SHARE ROW EXCLUSIVE MODE")
 
 
-def _batch_source(fmt: str, raw_lines: Iterable[bytes], parser: RowParser) -> _ProcessParser | _Parser:
+def _parses_in_a_process(fmt: str) -> bool:
     # A daemonic process (a Celery prefork worker) may not start processes of its own.
-    if fmt == "jsonl" and row_format._fast_loads is not None and not multiprocessing.current_process().daemon:
+    return fmt == "jsonl" and row_format._fast_loads is not None and not multiprocessing.current_process().daemon
+
+
+def prepare(fmt: str) -> None:
+    """Start the parser processes' fork server now, without waiting for it: its start (an
+    interpreter importing this module) then overlaps whatever the caller does first, such as
+    hashing the file. Once per process; a no-op when it runs already or the format parses here."""
+    if _parses_in_a_process(fmt):
+        forkserver.ensure_running()
+
+
+def _batch_source(fmt: str, raw_lines: Iterable[bytes], parser: RowParser) -> _ProcessParser | _Parser:
+    if _parses_in_a_process(fmt):
         return _ProcessParser(raw_lines, parser)
     return _Parser(iter_rows(fmt, raw_lines, parser))
 

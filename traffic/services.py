@@ -96,6 +96,8 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
     if fmt not in TrafficImport.Format.values:
         raise TrafficError(f"Cannot tell the format of {filename!r}: name it .jsonl or .csv.")
     known = None
+    if connection.vendor == "postgresql":
+        pgimport.prepare(fmt)
     if hasattr(source, "seek"):
         known = _file_sha256(source)  # type: ignore[arg-type]
         if known is not None:

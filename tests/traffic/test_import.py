@@ -1,6 +1,7 @@
 """A good import: content-addressed items shared by variants, idempotent, streaming."""
 
 import io
+import threading
 
 import pytest
 
@@ -275,3 +276,54 @@ def test_a_known_document_after_batches_of_new_ones_is_found_not_duplicated(monk
     assert result.traffic_import.stats == {"new_queries": 0, "new_documents": 7, "new_items": 7, "entries": 8}
     assert Document.objects.filter(body="stored before").get().external_id == "old"
     assert Document.objects.count() == 8 and ResultEntry.objects.count() == 9
+
+
+def test_a_file_that_fails_to_read_fails_the_import_and_is_never_cut_short(monkeypatch):
+    """A read error is the file's, not the parser process's: it fails the import with nothing
+    written, instead of the import falling back and committing the rows read before it."""
+    from traffic import pgimport
+
+    monkeypatch.setattr(pgimport, "FIRST_BATCH_ROWS", 2)
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 4)
+    surface = traffic_surface()
+    lines = jsonl_bytes([traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 31)]).splitlines(True)
+
+    def failing_source():
+        yield from lines[:20]
+        raise OSError("the disk went away")
+
+    with pytest.raises(OSError, match="the disk went away"):
+        traffic_import(surface=surface, source=failing_source(), filename="t.jsonl")
+    assert not Document.objects.exists() and not ResultEntry.objects.exists() and not TrafficImport.objects.exists()
+
+
+def test_while_the_parser_process_starts_the_first_chunks_are_parsed_in_process(monkeypatch):
+    """The server gets rows to write before the parser process runs; once it runs, it parses the rest."""
+    from traffic import pgimport
+
+    monkeypatch.setattr(pgimport, "FIRST_BATCH_ROWS", 2)
+    monkeypatch.setattr(pgimport, "BATCH_ROWS", 8)
+    parsed_here: list[int] = []
+    two_parsed = threading.Event()
+    here, start_pool = pgimport._ProcessParser._here, pgimport._ProcessParser._start_pool
+
+    def counting_here(self, chunks):
+        if len(parsed_here) >= 2:  # no further chunk here before the worker is up
+            assert self.started.wait(60)
+        for batch in here(self, chunks):
+            parsed_here.append(len(batch))
+            if len(parsed_here) >= 2:
+                two_parsed.set()
+            yield batch
+
+    def late_start(self):
+        two_parsed.wait(60)
+        start_pool(self)
+
+    monkeypatch.setattr(pgimport._ProcessParser, "_here", counting_here)
+    monkeypatch.setattr(pgimport._ProcessParser, "_start_pool", late_start)
+    surface = traffic_surface()
+    result = import_traffic_rows(surface, [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 41)])
+    assert result.traffic_import.rows == 40 and ResultEntry.objects.count() == 40 and Document.objects.count() == 40
+    assert parsed_here[:2] == [2, 2] and sum(parsed_here) <= 6
+    assert sorted(ResultEntry.objects.values_list("rank", flat=True)) == list(range(1, 41))
