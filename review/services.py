@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import IO, Any
 
@@ -201,6 +201,36 @@ def human_label_correct(*, label: HumanLabel, labels: dict[str, int], rationale:
     )
 
 
+# Lines of a label file read and resolved together: one statement finds the items a chunk names by hash.
+LABEL_IMPORT_CHUNK = 5_000
+
+
+def _label_chunks(rows: Iterable[tuple[int, dict]]) -> Iterator[tuple[list[tuple[int, dict]], ImportRowError | None]]:
+    """(rows, error) in chunks of LABEL_IMPORT_CHUNK; a line that is not a JSON object ends the last
+    chunk as its error, raised after the rows before it, so the first bad line is the one reported."""
+    chunk: list[tuple[int, dict]] = []
+    try:
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= LABEL_IMPORT_CHUNK:
+                yield chunk, None
+                chunk = []
+    except ImportRowError as exc:
+        yield chunk, exc
+        return
+    if chunk:
+        yield chunk, None
+
+
+def _item_ids_by_hash(hashes: set[str]) -> dict[str, int]:
+    """{hash: item id} for those of `hashes` that exist. Items have no index on their hash (each
+    would be a write per imported item, migration traffic/0005): this is one scan of the item table
+    per chunk of a label file, not one per line."""
+    if not hashes:
+        return {}
+    return dict(Item.objects.filter(hash__in=sorted(hashes)).values_list("hash", "id"))
+
+
 def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: PolicyVersion,
                        user: AbstractBaseUser | None, default_reviewer: AbstractBaseUser | None = None,
                        skip_unknown_items: bool = False) -> dict[str, int]:
@@ -219,53 +249,58 @@ def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: P
     User = get_user_model()
     try:
         with transaction.atomic():
-            for line_no, row in jsonl_objects(decoded_lines(source)):
-                username = row.get("reviewer")
-                if username:
-                    if username not in users:
-                        found = User.objects.filter(username=username).first()
-                        if found is None:
-                            raise ImportRowError(line_no, f"unknown reviewer {username!r}")
-                        users[username] = found
-                    reviewer = users[username]
-                elif default_reviewer is not None:
-                    reviewer = default_reviewer
-                else:
-                    raise ImportRowError(line_no, "missing field 'reviewer'")
-                if row.get("item"):
-                    items = Item.objects.filter(hash=str(row["item"]))
-                elif row.get("query") and row.get("doc_id"):
-                    items = Item.objects.filter(query__text_hash=query_hash(str(row["query"])),
-                                                document__external_id=str(row["doc_id"]))
-                else:
-                    raise ImportRowError(line_no, "name the item: 'item' (hash), or 'query' and 'doc_id'")
-                item_ids = list(items.values_list("id", flat=True)[:2])
-                if not item_ids:
-                    if skip_unknown_items:
-                        stats["skipped"] += 1
+            for chunk, error in _label_chunks(jsonl_objects(decoded_lines(source))):
+                by_hash = _item_ids_by_hash({str(row["item"]) for _, row in chunk if row.get("item")})
+                for line_no, row in chunk:
+                    username = row.get("reviewer")
+                    if username:
+                        if username not in users:
+                            found = User.objects.filter(username=username).first()
+                            if found is None:
+                                raise ImportRowError(line_no, f"unknown reviewer {username!r}")
+                            users[username] = found
+                        reviewer = users[username]
+                    elif default_reviewer is not None:
+                        reviewer = default_reviewer
+                    else:
+                        raise ImportRowError(line_no, "missing field 'reviewer'")
+                    if row.get("item"):
+                        found_id = by_hash.get(str(row["item"]))
+                        item_ids = [] if found_id is None else [found_id]
+                    elif row.get("query") and row.get("doc_id"):
+                        item_ids = list(Item.objects.filter(
+                            query__text_hash=query_hash(str(row["query"])),
+                            document__external_id=str(row["doc_id"])).values_list("id", flat=True)[:2])
+                    else:
+                        raise ImportRowError(line_no, "name the item: 'item' (hash), or 'query' and 'doc_id'")
+                    if not item_ids:
+                        if skip_unknown_items:
+                            stats["skipped"] += 1
+                            continue
+                        raise ImportRowError(line_no, "no such item in the imported traffic")
+                    if len(item_ids) > 1:
+                        raise ImportRowError(line_no, "doc_id names several documents for that query; use 'item'")
+                    labels = row.get("labels")
+                    if labels is None and "label" in row:
+                        labels = {rubric.overall.key: row["label"]}
+                    problems = rubric.validate_labels(labels)
+                    if problems:
+                        raise ImportRowError(line_no, "; ".join(problems))
+                    rationale = str(row.get("rationale") or "")
+                    latest = HumanLabel.objects.filter(item_id=item_ids[0], reviewer=reviewer, is_latest=True).first()
+                    if (latest is not None and latest.policy_version_id == policy_version.pk
+                            and latest.labels == labels and latest.rationale == rationale.strip()):
+                        stats["unchanged"] += 1
                         continue
-                    raise ImportRowError(line_no, "no such item in the imported traffic")
-                if len(item_ids) > 1:
-                    raise ImportRowError(line_no, "doc_id names several documents for that query; use 'item'")
-                labels = row.get("labels")
-                if labels is None and "label" in row:
-                    labels = {rubric.overall.key: row["label"]}
-                problems = rubric.validate_labels(labels)
-                if problems:
-                    raise ImportRowError(line_no, "; ".join(problems))
-                rationale = str(row.get("rationale") or "")
-                latest = HumanLabel.objects.filter(item_id=item_ids[0], reviewer=reviewer, is_latest=True).first()
-                if (latest is not None and latest.policy_version_id == policy_version.pk
-                        and latest.labels == labels and latest.rationale == rationale.strip()):
-                    stats["unchanged"] += 1
-                    continue
-                try:
-                    _label_write(item_id=item_ids[0], reviewer=reviewer, policy_version=policy_version,
-                                 labels=labels, rationale=rationale, source=HumanLabel.Source.IMPORT,
-                                 created_by=user, reason="imported")
-                except LabelError as exc:
-                    raise ImportRowError(line_no, str(exc)) from None
-                stats["created"] += 1
+                    try:
+                        _label_write(item_id=item_ids[0], reviewer=reviewer, policy_version=policy_version,
+                                     labels=labels, rationale=rationale, source=HumanLabel.Source.IMPORT,
+                                     created_by=user, reason="imported")
+                    except LabelError as exc:
+                        raise ImportRowError(line_no, str(exc)) from None
+                    stats["created"] += 1
+                if error is not None:
+                    raise error
     except ImportRowError as exc:
         raise ReviewError(f"Nothing was imported: {exc}") from None
     return stats

@@ -76,14 +76,15 @@ class Document(models.Model):
 class Item(models.Model):
     """The unit that gets judged: one (query, document) pair, shared by every variant that served it."""
 
-    # Unique by construction, not by its own index: it is a hash of the query's and the document's
-    # hashes, and item_unique_pair makes that pair unique. A unique B-tree over 64 random hex
-    # characters was the dearest index of an import; migration 0004 gives lookups by hash a hash
-    # index on PostgreSQL instead (a plain one elsewhere).
+    # Unique by construction, not by an index: it is a hash of the query's and the document's
+    # hashes, and item_unique_pair makes that pair unique. No index at all (migration 0005): every
+    # index here is a write per imported item, and the one reader by hash, a label import,
+    # resolves a chunk of hashes in one scan.
     hash = models.CharField(max_length=64)
-    # No index of its own: item_unique_pair (query, document) serves lookups by query.
+    # No indexes of their own: item_unique_pair (query, document) serves lookups by query, and
+    # nothing looks items up by document (deleting a document, admin only, scans).
     query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="items", db_index=False)
-    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="items")
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="items", db_index=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["query", "document"], name="item_unique_pair")]

@@ -152,3 +152,32 @@ def test_label_import_names_unknown_reviewers_and_items(setup):
     with pytest.raises(ReviewError, match="line 1: no such item"):
         human_label_import(source=_jsonl([{"reviewer": "rita", "item": "x", "label": 1}]),
                            policy_version=queue.policy_version, user=analyst)
+
+
+def test_label_import_resolves_item_hashes_chunk_by_chunk(setup, monkeypatch):
+    """Items have no index on their hash: a label file's hashes are resolved a chunk at a time.
+    Every chunk finds its own items, and an error is still reported at the first bad line, even
+    when a later line of the same chunk is not JSON at all."""
+    from review import services
+
+    monkeypatch.setattr(services, "LABEL_IMPORT_CHUNK", 2)
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst")
+    items = [si.item for si in queue.sample.sample_items.select_related("item")]
+    rows = [{"reviewer": "rita", "item": item.hash, "labels": {"relevance": n % 4, "completeness": 1}}
+            for n, item in enumerate(items)]
+    assert len(rows) > 4
+    stats = human_label_import(source=_jsonl(rows), policy_version=queue.policy_version, user=analyst)
+    assert stats == {"created": len(rows), "unchanged": 0, "skipped": 0}
+    got = dict(HumanLabel.objects.filter(is_latest=True).values_list("item__hash", "labels__relevance"))
+    assert got == {item.hash: n % 4 for n, item in enumerate(items)}
+
+    both = {"relevance": 1, "completeness": 1}
+    bad = _jsonl([{"reviewer": "rita", "item": items[0].hash, "labels": both},
+                  {"reviewer": "rita", "item": "no-such-hash", "labels": both}]).getvalue() + b"{not json\n"
+    with pytest.raises(ReviewError, match="line 2: no such item"):
+        human_label_import(source=io.BytesIO(bad), policy_version=queue.policy_version, user=analyst)
+    with pytest.raises(ReviewError, match=r"line 3: bad JSON"):
+        human_label_import(source=io.BytesIO(bad.replace(b"no-such-hash", items[1].hash.encode())),
+                           policy_version=queue.policy_version, user=analyst)
+    assert HumanLabel.objects.count() == len(rows)
