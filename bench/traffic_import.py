@@ -104,7 +104,8 @@ def main() -> None:
 
 class Phases:
     """`--phases`: where an import's time goes. The writer's steps (wall time: each includes the
-    server's work), the CPU time of the importer's process (JSONL is parsed in a separate process,
+    server's work), when the first batch is written (from the start of the import, file hash
+    included) and how long the writer waits for parsed batches after it, the CPU time of the importer's process (JSONL is parsed in a separate process,
     not counted here) and of the PostgreSQL backend, so idle time on either side shows."""
 
     STEPS = ("_lock_variants", "_queries", "_documents", "_items", "_entries")
@@ -120,9 +121,10 @@ class Phases:
 
         from traffic import pgimport
 
-        self.saved = [(pgimport._Writer, name, getattr(pgimport._Writer, name)) for name in self.STEPS]
-        for cls, name, method in self.saved:
+        self.saved = [(pgimport._Writer, name, getattr(pgimport._Writer, name)) for name in (*self.STEPS, "write")]
+        for cls, name, method in self.saved[:-1]:
             setattr(cls, name, self._timed(name, method))
+        pgimport._Writer.write = self._waits(pgimport._Writer.write)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             self.backend = cursor.fetchone()[0]
@@ -138,6 +140,24 @@ class Phases:
                 return method(*args, **kwargs)
             finally:
                 self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - started
+        return timed
+
+    def _waits(self, write):
+        """Time before the first batch is written, and between one batch's write and the next:
+        the server has nothing to do while the writer waits for the parser."""
+        entered, last = time.perf_counter(), [None]
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            if last[0] is None:
+                self.times["first batch written at"] = started - entered
+            else:
+                self.times["writer waiting for batches"] = (
+                    self.times.get("writer waiting for batches", 0.0) + started - last[0])
+            try:
+                return write(*args, **kwargs)
+            finally:
+                last[0] = time.perf_counter()
         return timed
 
     def _backend_cpu(self) -> float:
