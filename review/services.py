@@ -231,6 +231,18 @@ def _item_ids_by_hash(hashes: set[str]) -> dict[str, int]:
     return dict(Item.objects.filter(hash__in=sorted(hashes)).values_list("hash", "id"))
 
 
+def _label_row_item_ids(line_no: int, row: dict, by_hash: dict[str, int]) -> list[int]:
+    """The items a label line names: by `item` (its hash, resolved for the chunk in `by_hash`) or
+    by `query` + `doc_id` (more than one when several documents share that id)."""
+    if row.get("item"):
+        found = by_hash.get(str(row["item"]))
+        return [] if found is None else [found]
+    if row.get("query") and row.get("doc_id"):
+        return list(Item.objects.filter(query__text_hash=query_hash(str(row["query"])),
+                                        document__external_id=str(row["doc_id"])).values_list("id", flat=True)[:2])
+    raise ImportRowError(line_no, "name the item: 'item' (hash), or 'query' and 'doc_id'")
+
+
 def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: PolicyVersion,
                        user: AbstractBaseUser | None, default_reviewer: AbstractBaseUser | None = None,
                        skip_unknown_items: bool = False) -> dict[str, int]:
@@ -264,15 +276,7 @@ def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: P
                         reviewer = default_reviewer
                     else:
                         raise ImportRowError(line_no, "missing field 'reviewer'")
-                    if row.get("item"):
-                        found_id = by_hash.get(str(row["item"]))
-                        item_ids = [] if found_id is None else [found_id]
-                    elif row.get("query") and row.get("doc_id"):
-                        item_ids = list(Item.objects.filter(
-                            query__text_hash=query_hash(str(row["query"])),
-                            document__external_id=str(row["doc_id"])).values_list("id", flat=True)[:2])
-                    else:
-                        raise ImportRowError(line_no, "name the item: 'item' (hash), or 'query' and 'doc_id'")
+                    item_ids = _label_row_item_ids(line_no, row, by_hash)
                     if not item_ids:
                         if skip_unknown_items:
                             stats["skipped"] += 1
