@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from multiprocessing import forkserver
 import queue
 import re
 import struct
 import threading
 from collections import deque
-from contextlib import suppress
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, islice
+from multiprocessing import forkserver
 
 import numpy as np
 import psycopg

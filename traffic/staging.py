@@ -104,7 +104,10 @@ def _move(*, import_id: int) -> dict[str, int]:
         cursor.execute(
             "INSERT INTO traffic_resultentry (traffic_import_id, variant_id, query_id, item_id, rank, served_at) "
             f"SELECT %s, s.variant_id, i.query_id, i.id, s.rank, s.served_at FROM {TABLE} s "
-            "JOIN traffic_item i ON i.hash = s.item_hash ORDER BY s.line_no",
+            # Items are found by (query, document), their unique index; their hash has no index.
+            "JOIN traffic_query q ON q.text_hash = s.query_hash "
+            "JOIN traffic_document d ON d.content_hash = s.doc_hash "
+            "JOIN traffic_item i ON i.query_id = q.id AND i.document_id = d.id ORDER BY s.line_no",
             [import_id],
         )
         stats["entries"] = max(cursor.rowcount, 0)

@@ -5,7 +5,8 @@
 - No index on the item's document: nothing reads items by document; Django's PROTECT check on
   deleting a document (an admin-only act) scans instead.
 
-Per 200,000 new items these two cost 0.37 s of a 1.0 s insert (bench/traffic_insert_floor.py).
+Per 200,000 new items these two cost 0.45 s of a 0.99 s insert
+(bench/traffic_insert_floor.py --index-costs).
 """
 
 import django.db.models.deletion
