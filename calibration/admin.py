@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import AgreementSnapshot, Disagreement, TriageDecision
+from .models import AgreementSnapshot, Disagreement, GoldLabeller, TriageDecision
 
 
 @admin.register(AgreementSnapshot)
@@ -20,3 +20,9 @@ class TriageDecisionAdmin(admin.ModelAdmin):
     list_display = ("disagreement", "resolution", "clause", "decided_by", "decided_at")
     list_filter = ("resolution",)
     raw_id_fields = ("disagreement", "precedent", "policy_draft", "corrected_label")
+
+
+@admin.register(GoldLabeller)
+class GoldLabellerAdmin(admin.ModelAdmin):
+    list_display = ("user", "note", "added_by", "added_at")
+    raw_id_fields = ("user", "added_by")

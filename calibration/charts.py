@@ -27,7 +27,8 @@ def trend_spec(points: list[dict[str, Any]], *, metric: str, ceiling: float | No
                       "shape": {"field": "policy", "type": "nominal", "title": "policy version"},
                       "tooltip": [{"field": "label"}, {"field": "value", "format": ".3f"},
                                   {"field": "low", "format": ".3f", "title": "CI low"},
-                                  {"field": "high", "format": ".3f", "title": "CI high"}, {"field": "n"}]}},
+                                  {"field": "high", "format": ".3f", "title": "CI high"}, {"field": "n"},
+                                  {"field": "queries", "title": "queries (CI)"}]}},
     ]
     if ceiling is not None:
         layers.append({"mark": {"type": "rule", "strokeDash": [6, 4], "color": "#555"},
@@ -35,7 +36,7 @@ def trend_spec(points: list[dict[str, Any]], *, metric: str, ceiling: float | No
         layers.append({"mark": {"type": "text", "align": "left", "dx": 4, "dy": -6, "color": "#555"},
                        "encoding": {"y": {"datum": ceiling}, "x": {"value": 0}, "text": {"value": "human–human ceiling"}}})
     return {"$schema": SCHEMA, "width": "container", "height": 260, "data": {"values": points}, "layer": layers,
-            "title": f"Judge vs human agreement ({METRIC_TITLES[metric]}, 95% CI by query bootstrap)"}
+            "title": f"Judge vs human agreement ({METRIC_TITLES[metric]}, 95% CI resampling queries)"}
 
 
 def confusion_spec(confusion: list[list[int]], values: list[int], *, a: str, b: str, title: str) -> dict[str, Any]:
@@ -63,7 +64,8 @@ def segment_spec(rows: list[dict[str, Any]], *, metric: str) -> dict[str, Any]:
         "layer": [
             {"mark": {"type": "bar", "opacity": 0.7}, "encoding": {
                 "x": x, "y": {"field": "value", "type": "quantitative", "title": METRIC_TITLES[metric]},
-                "tooltip": [{"field": "segment"}, {"field": "value", "format": ".3f"}, {"field": "n"}]}},
+                "tooltip": [{"field": "segment"}, {"field": "value", "format": ".3f"}, {"field": "n"},
+                            {"field": "queries", "title": "queries (CI)"}]}},
             {"mark": {"type": "rule"}, "encoding": {"x": x, "y": {"field": "low", "type": "quantitative"},
                                                     "y2": {"field": "high"}}},
         ],

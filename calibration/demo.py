@@ -10,7 +10,9 @@ from policy.demo import POLICY_SLUG, SURFACE_SLUG
 from policy.models import Policy
 from policy.services import policy_version_publish
 
-from .models import Disagreement, TriageDecision
+from review.demo import NIST_USERNAME
+
+from .models import Disagreement, GoldLabeller, TriageDecision
 from .services import agreement_snapshots, disagreements_refresh, triage_resolve
 
 CLAUSE_FOR_LEVEL = {0: "irrelevant-0", 1: "related-1", 2: "highly-relevant-2", 3: "perfectly-relevant-3"}
@@ -18,6 +20,11 @@ DEMO_RUN = "LLMJudge: Olz-gpt4o"
 
 
 def demo_calibration_load() -> list[str]:
+    # NIST's labels define the benchmark: where the assessor labelled an item, a demo reviewer's label
+    # counts for the human–human ceiling but does not outvote NIST in the consensus.
+    nist = get_user_model().objects.filter(username=NIST_USERNAME).first()
+    if nist is not None:
+        GoldLabeller.objects.get_or_create(user=nist, defaults={"note": "TREC DL 2023 assessor: the reference labels"})
     if TriageDecision.objects.exists():
         return ["calibration loop (already loaded)"]
     policy = Policy.objects.get(surface__slug=SURFACE_SLUG, slug=POLICY_SLUG)

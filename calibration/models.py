@@ -15,8 +15,9 @@ from traffic.models import Item
 class AgreementSnapshot(models.Model):
     """Judge-vs-human agreement of one run on one dimension, as computed at `labels_token`.
 
-    The dashboard reads these instead of recomputing over every judgment; a snapshot is stale when
-    the human labels changed since (the token is the latest human-label id and count).
+    Pages read these instead of recomputing over every judgment; a snapshot is stale when its token
+    no longer matches `selectors.snapshot_token` (a human label, the gold labellers or the run's
+    judgments changed), and a page then computes the agreement afresh without storing it.
     """
 
     run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="agreement_snapshots")
@@ -29,10 +30,36 @@ class AgreementSnapshot(models.Model):
     confusion = models.JSONField()
     values = models.JSONField()
     reason = models.TextField(blank=True)
+    ci_method = models.CharField(max_length=200, blank=True, help_text="how the intervals were computed")
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "dimension"], name="agreementsnapshot_unique")]
+
+    @property
+    def warning(self) -> str | None:
+        from sage_stats.agreement import few_queries_warning
+
+        return few_queries_warning(self.n_queries)
+
+
+class GoldLabeller(models.Model):
+    """A labeller whose labels are the human consensus wherever they labelled (e.g. the NIST assessor
+    of a TREC set): other people's labels on those items still count for the human–human ceiling,
+    but never outvote the gold label (sage_stats.consensus states the rule)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
+                                related_name="gold_labeller")
+    note = models.CharField(max_length=200, blank=True, help_text="why their labels are the reference")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} (gold)"
 
 
 class Disagreement(models.Model):

@@ -16,13 +16,15 @@ from collections.abc import Iterable
 
 import numpy as np
 from django.db import connection, transaction
+from django.db.models import Count, Max
 
 from judges.models import JudgeRun, Judgment
 from policy.models import PolicyVersion
 from review.models import HumanLabel
+from sage_stats import DimensionAgreement, consensus_by_item, dimension_agreement, krippendorff_alpha
 from traffic.models import Item
 
-from .agreement import DimensionAgreement, dimension_agreement
+from .models import GoldLabeller
 
 
 def use_sql_path() -> bool:
@@ -80,16 +82,40 @@ def _judgment_values_sql(run: JudgeRun, dimension: str) -> tuple[str, list]:
             f"WHERE run_id = %s AND status = %s AND labels ? %s", [dimension, run.pk, Judgment.Status.OK, dimension])
 
 
-def _consensus_sql(dimension: str, item_ids: list[int] | None) -> tuple[str, list]:
-    """(item_id, lower-median latest human label) per item (PostgreSQL). percentile_disc(0.5) is the
-    first value whose cumulative share reaches one half: the element at (count - 1) // 2."""
-    where, params = ["is_latest", "labels ? %s"], [dimension]
+def gold_labeller_ids() -> list[int]:
+    """The accounts whose labels are the consensus where they labelled (sage_stats.consensus)."""
+    return sorted(GoldLabeller.objects.values_list("user_id", flat=True))
+
+
+def _consensus_sql(dimension: str, item_ids: list[int] | None, *, reviewer_ids: list[int] | None = None,
+                   exclude_reviewers: list[int] | None = None) -> tuple[str, list]:
+    """(item_id, value, n) per item: the human consensus and the number of labels it counted (PostgreSQL).
+
+    The same rule as sage_stats.consensus (tests check the two agree): gold labels alone where an item
+    has one, then floor(percentile_cont(0.5)) — the midpoint of the two middle labels, rounded down.
+    """
+    where, where_params = ["is_latest", "labels ? %s"], [dimension]
     if item_ids is not None:
         where.append("item_id = ANY(%s)")
-        params.append(item_ids)
-    return (f"SELECT item_id::bigint AS item_id, percentile_disc(0.5) WITHIN GROUP "
-            f"(ORDER BY (labels ->> %s)::bigint) AS value FROM {_table(HumanLabel)} "
-            f"WHERE {' AND '.join(where)} GROUP BY item_id", [dimension, *params])
+        where_params.append(item_ids)
+    if reviewer_ids is not None:
+        where.append("reviewer_id = ANY(%s)")
+        where_params.append(reviewer_ids)
+    if exclude_reviewers:
+        where.append("NOT (reviewer_id = ANY(%s))")
+        where_params.append(exclude_reviewers)
+    gold = gold_labeller_ids()
+    select_params: list = [dimension]
+    labels = "SELECT item_id, (labels ->> %s)::bigint AS v"
+    if gold:
+        labels += ", reviewer_id = ANY(%s) AS gold"
+        select_params.append(gold)
+    labels += f" FROM {_table(HumanLabel)} WHERE {' AND '.join(where)}"
+    if gold:
+        labels = (f"SELECT item_id, v FROM (SELECT item_id, v, gold, bool_or(gold) OVER (PARTITION BY item_id) "
+                  f"AS any_gold FROM ({labels}) AS l) AS w WHERE gold OR NOT any_gold")
+    return (f"SELECT item_id::bigint AS item_id, floor(percentile_cont(0.5) WITHIN GROUP (ORDER BY v))::bigint "
+            f"AS value, count(*)::bigint AS n FROM ({labels}) AS c GROUP BY item_id", [*select_params, *where_params])
 
 
 def paired_counts_sql(sql_a: str, params_a: list, sql_b: str, params_b: list) -> np.ndarray:
@@ -128,43 +154,26 @@ def run_labels(run: JudgeRun, dimension: str) -> tuple[np.ndarray, np.ndarray]:
 
 def human_consensus(item_ids: Iterable[int] | None, dimension: str, *, reviewer_ids: Iterable[int] | None = None,
                     exclude_reviewers: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item ids, consensus label, number of labellers) from the latest human labels.
-
-    Consensus is the lower median: with two reviewers at 1 and 2 it says 1, the conservative call.
-    """
+    """(item ids, consensus label, number of labels counted) from the latest human labels, by the
+    rule of sage_stats.consensus (CONSENSUS_RULE): median, halfway rounds down, gold labels win."""
+    reviewers = None if reviewer_ids is None else [int(r) for r in reviewer_ids]
+    exclude = [int(r) for r in exclude_reviewers]
     if use_sql_path():
-        where, params = ["is_latest", "labels ? %s"], [dimension]
-        if item_ids is not None:
-            where.append("item_id = ANY(%s)")
-            params.append(_id_list(item_ids))
-        if reviewer_ids is not None:
-            where.append("reviewer_id = ANY(%s)")
-            params.append([int(r) for r in reviewer_ids])
-        exclude = [int(r) for r in exclude_reviewers]
-        if exclude:
-            where.append("NOT (reviewer_id = ANY(%s))")
-            params.append(exclude)
-        rows = _int_columns(
-            f"SELECT item_id::bigint, percentile_disc(0.5) WITHIN GROUP (ORDER BY (labels ->> %s)::bigint), "
-            f"count(*)::bigint FROM {_table(HumanLabel)} WHERE {' AND '.join(where)} GROUP BY item_id",
-            [dimension, *params], 3)
+        sql, params = _consensus_sql(dimension, None if item_ids is None else _id_list(item_ids),
+                                     reviewer_ids=reviewers, exclude_reviewers=exclude)
+        rows = _int_columns(sql, params, 3)
         return rows[:, 0], rows[:, 1], rows[:, 2]
     qs = HumanLabel.objects.filter(is_latest=True, **{f"labels__{dimension}__isnull": False})
     if item_ids is not None:
-        qs = qs.filter(item_id__in=list(item_ids))
-    if reviewer_ids is not None:
-        qs = qs.filter(reviewer_id__in=list(reviewer_ids))
-    if exclude_reviewers:
-        qs = qs.exclude(reviewer_id__in=list(exclude_reviewers))
-    rows = np.array(list(qs.order_by("item_id", f"labels__{dimension}").values_list("item_id", f"labels__{dimension}")),
-                    dtype=np.int64).reshape(-1, 2)
-    if rows.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    items, starts, counts = np.unique(rows[:, 0], return_index=True, return_counts=True)
-    # Rows are sorted by (item, label), so the lower median sits at start + (count - 1) // 2.
-    consensus = rows[starts + (counts - 1) // 2, 1]
-    return items, consensus, counts
+        qs = qs.filter(item_id__in=_id_list(item_ids))
+    if reviewers is not None:
+        qs = qs.filter(reviewer_id__in=reviewers)
+    if exclude:
+        qs = qs.exclude(reviewer_id__in=exclude)
+    rows = np.array(list(qs.values_list("item_id", "reviewer_id", f"labels__{dimension}")),
+                    dtype=np.int64).reshape(-1, 3)
+    gold = np.isin(rows[:, 1], gold_labeller_ids())
+    return consensus_by_item(rows[:, 0], rows[:, 2], gold)
 
 
 def query_ids_for(item_ids: np.ndarray) -> np.ndarray:
@@ -188,6 +197,23 @@ def run_paired_with_humans(run: JudgeRun, dimension: str) -> tuple[np.ndarray, n
     h_ids, h_vals, counts = human_consensus(j_ids, dimension)
     common, ia, ib = np.intersect1d(j_ids, h_ids, assume_unique=True, return_indices=True)
     return common, j_vals[ia], h_vals[ib], counts[ib]
+
+
+def snapshot_token(run: JudgeRun) -> str:
+    """Changes whenever a stored agreement of `run` would: a human label added or corrected (labels are
+    never updated in place, so the highest id says it all, read from the primary-key index), the gold
+    labellers changed, or the run's judgments changed (a resumed run)."""
+    last_label = HumanLabel.objects.aggregate(last=Max("id"))["last"] or 0
+    gold = GoldLabeller.objects.aggregate(n=Count("pk"), last=Max("pk"))
+    return f"{last_label}.{gold['n']}-{gold['last'] or 0}.{run.status}-{run.done_items}-{run.error_items}"
+
+
+def snapshot_fields(result: DimensionAgreement, token: str) -> dict:
+    """An AgreementSnapshot's fields for one dimension's agreement (stored by the service, or shown
+    unsaved by a page that found the stored one stale)."""
+    return {"labels_token": token, "n": result.n, "n_queries": result.n_queries, "estimates": result.estimates,
+            "ci": {k: list(v) if v else None for k, v in result.ci.items()}, "confusion": result.confusion,
+            "values": result.values, "reason": result.reason or "", "ci_method": result.ci_method}
 
 
 def _paired(ids_a: np.ndarray, a: np.ndarray, ids_b: np.ndarray, b: np.ndarray):
@@ -255,15 +281,24 @@ def agreement_run_vs_run(run_a: JudgeRun, run_b: JudgeRun, *, n_resamples: int =
     return results
 
 
-def agreement_human_human(item_ids: Iterable[int], policy_version: PolicyVersion, *,
-                          n_resamples: int = 1000) -> list[DimensionAgreement]:
-    """The human ceiling: on items with two or more latest human labels, the first two reviewers
-    (by reviewer id) against each other, per dimension; alpha in `extra` uses every reviewer."""
-    from .metrics import krippendorff_alpha
+CEILING_RULE = ("the latest label of every person on each item (any queue, policy version or import) that two or "
+                "more labelled; κ and exact agreement pair the two labellers with the lowest account ids on each "
+                "item; α uses every labeller")
 
+
+def agreement_human_human(item_ids: Iterable[int], policy_version: PolicyVersion, *, dimensions: list[str] | None = None,
+                          n_resamples: int = 1000) -> list[DimensionAgreement]:
+    """The human ceiling on these items, per dimension of the rubric (CEILING_RULE): the labels follow
+    the items, not a queue or a policy version, so a queue made under another version still counts.
+
+    `extra` holds "alpha_all_labellers" (Krippendorff's α over every labeller, what a review queue's
+    page shows) and "labellers" (how many people labelled those items).
+    """
     results = []
-    ids = list(item_ids)
+    ids = _id_list(item_ids)
     for dim in policy_version.parsed_rubric().dimensions:
+        if dimensions is not None and dim.key not in dimensions:
+            continue
         rows = list(HumanLabel.objects.filter(item_id__in=ids, is_latest=True, **{f"labels__{dim.key}__isnull": False})
                     .order_by("item_id", "reviewer_id").values_list("item_id", "reviewer_id", f"labels__{dim.key}"))
         first: dict[int, int] = {}
@@ -279,12 +314,40 @@ def agreement_human_human(item_ids: Iterable[int], policy_version: PolicyVersion
         result = dimension_agreement(dimension=dim.key, a=a, b=b, groups=query_ids_for(common) if common.size else common,
                                      values=dim.values, n_resamples=n_resamples)
         reviewers = sorted({r for _, r, _ in rows})
-        if len(reviewers) > 2 and common.size:
+        result.extra["labellers"] = len(reviewers)
+        result.extra["alpha_all_labellers"] = None
+        if common.size:
             grid = np.full((len(reviewers), len(common)), np.nan)
             col = {i: n for n, i in enumerate(common.tolist())}
             for item_id, reviewer, value in rows:
                 if item_id in col:
                     grid[reviewers.index(reviewer), col[item_id]] = value
-            result.extra["alpha_all_reviewers"] = krippendorff_alpha(grid, dim.values)["alpha"]
+            result.extra["alpha_all_labellers"] = krippendorff_alpha(grid, dim.values)["alpha"]
         results.append(result)
     return results
+
+
+def multiply_labelled_items(sample_ids: Iterable[int], dimension: str) -> list[int]:
+    """Items of these samples that two or more people labelled on the dimension (latest labels).
+
+    The empty order_by() matters: HumanLabel's default ordering (item, reviewer, revision) must not
+    reach the GROUP BY, where it would make every group one reviewer's and no item count twice — the
+    old dashboard's `.distinct()` did exactly that, so its ceiling never appeared.
+    """
+    return sorted(HumanLabel.objects.filter(is_latest=True, item__sample_items__sample_id__in=list(sample_ids),
+                                            labels__has_key=dimension).order_by()
+                  .values("item_id").annotate(n=Count("reviewer", distinct=True)).filter(n__gte=2)
+                  .values_list("item_id", flat=True))
+
+
+def label_sources(item_ids: Iterable[int], dimension: str) -> list[dict]:
+    """Where the latest labels on these items come from: one row per (policy version, queue or import)
+    with the number of labels and labellers, so a page can say which labels a figure uses."""
+    rows = (HumanLabel.objects.filter(item_id__in=_id_list(item_ids), is_latest=True, labels__has_key=dimension)
+            .values("policy_version__policy__name", "policy_version__number", "queue__name", "source")
+            .annotate(labels=Count("id"), labellers=Count("reviewer", distinct=True))
+            .order_by("policy_version__number", "queue__name", "source"))
+    sources = dict(HumanLabel.Source.choices)
+    return [{"policy_version": f"{r['policy_version__policy__name']} v{r['policy_version__number']}",
+             "origin": f"queue “{r['queue__name']}”" if r["queue__name"] else sources.get(r["source"], r["source"]).lower(),
+             "labels": r["labels"], "labellers": r["labellers"]} for r in rows]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Max
 
 from judges.models import JudgeRun, JudgeVersion, Judgment
 from judges.services import judge_run_start, judge_version_create
@@ -19,34 +16,34 @@ from review.services import human_label_correct
 from sage.roles import Role, has_role
 
 from .models import AgreementSnapshot, Disagreement, TriageDecision
-from .selectors import agreement_run_vs_humans, run_paired_with_humans
+from .selectors import (
+    agreement_run_vs_humans,
+    human_consensus,
+    run_paired_with_humans,
+    snapshot_fields,
+    snapshot_token,
+)
 
 
 class CalibrationError(Exception):
     """A calibration rule was broken; the message is shown to the user as is."""
 
 
-def labels_token() -> str:
-    """Changes whenever a human label is added or corrected: labels are never updated in place (a
-    correction is a new row), so the highest id says it all, read from the primary-key index."""
-    return str(HumanLabel.objects.aggregate(last=Max("id"))["last"] or 0)
-
-
 def agreement_snapshots(*, run: JudgeRun, refresh: bool = False, n_resamples: int = 1000) -> list[AgreementSnapshot]:
-    """Per-dimension agreement of a run with humans, recomputed only when human labels changed."""
-    token = labels_token()
+    """Store the per-dimension agreement of a run with humans, recomputing only when it is stale.
+
+    A write, called from POSTs (sending a run's disagreements to triage) and the demo loader; pages
+    read through `dashboard.run_agreement`, which computes a stale agreement afresh and never writes.
+    """
+    token = snapshot_token(run)
     snapshots = list(AgreementSnapshot.objects.filter(run=run))
     dims = run.judge_version.policy_version.parsed_rubric().keys
     if not refresh and snapshots and all(s.labels_token == token for s in snapshots) and len(snapshots) == len(dims):
         return sorted(snapshots, key=lambda s: dims.index(s.dimension))
-    results = agreement_run_vs_humans(run, n_resamples=n_resamples)
     out = []
-    for r in results:
-        snapshot, _ = AgreementSnapshot.objects.update_or_create(run=run, dimension=r.dimension, defaults={
-            "labels_token": token, "n": r.n, "n_queries": r.n_queries, "estimates": r.estimates,
-            "ci": {k: list(v) if v else None for k, v in r.ci.items()}, "confusion": r.confusion, "values": r.values,
-            "reason": r.reason or "",
-        })
+    for r in agreement_run_vs_humans(run, n_resamples=n_resamples):
+        snapshot, _ = AgreementSnapshot.objects.update_or_create(run=run, dimension=r.dimension,
+                                                                 defaults=snapshot_fields(r, token))
         out.append(snapshot)
     return out
 
@@ -127,12 +124,12 @@ def triage_resolve(*, disagreement: Disagreement, resolution: str, note: str, us
 def _precedent_from(d: Disagreement, humans: list[HumanLabel], note: str, clause: str, user, accept: bool) -> Precedent:
     version = d.run.judge_version.policy_version.policy.latest_published()
     rubric = version.parsed_rubric()
-    # Pre-fill with the human consensus on every dimension the humans labelled (lower median).
+    # Pre-fill with the human consensus on every dimension the humans labelled (CONSENSUS_RULE).
     labels: dict[str, int] = {}
     for dim in rubric.dimensions:
-        values = sorted(h.labels[dim.key] for h in _human_labels_for(d.item_id, dim.key) if dim.key in h.labels)
-        if values:
-            labels[dim.key] = values[(len(values) - 1) // 2]
+        ids, values, _ = human_consensus([d.item_id], dim.key)
+        if ids.size:
+            labels[dim.key] = int(values[0])
     rationale = " / ".join(h.rationale for h in humans if h.rationale) or note
     document = d.item.document
     data = PrecedentData(query=d.item.query.text, title=document.title[:500], body=document.body[:MAX_BODY_CHARS],
@@ -161,14 +158,3 @@ def calibration_rejudge(*, run: JudgeRun, user: AbstractUser) -> JudgeRun:
         judge_version = judge_version_create(judge=version.judge, user=user, policy_version=latest,
                                              change_note=f"re-judge under {latest.label}")
     return judge_run_start(version=judge_version, sample=run.sample, user=user)
-
-
-def disagreement_diff(*, old: JudgeRun, new: JudgeRun, min_distance: int = 1) -> dict[str, Any]:
-    """Disagreements of `old` that `new` fixed, and ones `new` introduced, per (item, dimension)."""
-    disagreements_refresh(run=old, min_distance=min_distance)
-    disagreements_refresh(run=new, min_distance=min_distance)
-    before = set(Disagreement.objects.filter(run=old, distance__gte=min_distance).values_list("item_id", "dimension"))
-    after = set(Disagreement.objects.filter(run=new, distance__gte=min_distance).values_list("item_id", "dimension"))
-    new_judged = set(Judgment.objects.filter(run=new, status=Judgment.Status.OK).values_list("item_id", flat=True))
-    return {"fixed": sorted(k for k in before - after if k[0] in new_judged), "introduced": sorted(after - before),
-            "still": sorted(before & after)}

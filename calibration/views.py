@@ -1,32 +1,39 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from judges.models import JudgeRun
 from policy.models import Policy
+from sage.params import choice_param, int_param, parse_int
 from sage.roles import Role, has_role
 
+from .charts import METRIC_TITLES
 from .dashboard import (
+    JUDGED_STATUSES,
     METRICS,
     calibration_overview,
     cell_items,
     clause_breakdown,
     confusion_charts,
+    consensus_description,
+    human_ceiling,
+    most_recently_judged,
+    run_agreement,
+    run_comparison,
     segment_breakdown,
     triage_queryset,
 )
-from .charts import METRIC_TITLES
 from .models import Disagreement, TriageDecision
 from .services import (
     CalibrationError,
     agreement_snapshots,
     calibration_rejudge,
-    disagreement_diff,
     disagreements_refresh,
     triage_resolve,
 )
@@ -41,7 +48,8 @@ def _metric(request: HttpRequest) -> str:
 def index(request: HttpRequest) -> HttpResponse:
     policies = list(Policy.objects.select_related("surface"))
     policy_id = request.GET.get("policy", "")
-    policy = next((p for p in policies if str(p.pk) == policy_id), policies[0] if policies else None)
+    # Without a choice, open where the latest work is: the policy most recently judged.
+    policy = next((p for p in policies if str(p.pk) == policy_id), None) or most_recently_judged(policies)
     metric = _metric(request)
     context = {"policies": policies, "policy": policy, "metric": metric, "metrics": [(m, METRIC_TITLES[m]) for m in METRICS]}
     if policy is not None:
@@ -54,17 +62,18 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(JudgeRun.objects.select_related("judge_version__judge", "judge_version__policy_version__policy",
                                                             "sample"), pk=pk)
     metric = _metric(request)
-    snapshots = agreement_snapshots(run=run)
+    snapshots = run_agreement(run)
     rubric = run.judge_version.policy_version.parsed_rubric()
     return render(request, "calibration/run.html", {
         "run": run, "snapshots": [(s, rubric.dimension(s.dimension)) for s in snapshots], "metric": metric,
+        "ceiling": human_ceiling([run]), "consensus": consensus_description(),
         "metric_title": METRIC_TITLES[metric],
         "charts": confusion_charts(run, snapshots), "segments": segment_breakdown(run, metric=metric),
         "clauses": clause_breakdown(run), "open_disagreements": run.disagreements.filter(status="open").count(),
         "can_triage": has_role(request.user, Role.REVIEWER), "can_rejudge": has_role(request.user, Role.ANALYST)
         and run.judge_version.backend != "imported",
         "drill_base": reverse("calibration:cell", args=[run.pk]),
-        "other_runs": JudgeRun.objects.filter(sample=run.sample, status="succeeded").exclude(pk=run.pk)
+        "other_runs": JudgeRun.objects.filter(sample=run.sample, status__in=JUDGED_STATUSES).exclude(pk=run.pk)
         .select_related("judge_version__judge")[:20],
     })
 
@@ -72,24 +81,28 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def cell(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(JudgeRun, pk=pk)
-    try:
-        a, b = int(request.GET["a"]), int(request.GET["b"])
-    except (KeyError, ValueError):
+    a, b = int_param(request.GET, "a", minimum=-1000, maximum=1000), int_param(request.GET, "b", minimum=-1000, maximum=1000)
+    if a is None or b is None:
         messages.error(request, "Pick a cell of the confusion matrix.")
         return redirect("calibration:run", pk=pk)
-    dimension = request.GET.get("dimension") or run.judge_version.policy_version.parsed_rubric().overall.key
+    rubric = run.judge_version.policy_version.parsed_rubric()
+    dimension = choice_param(request.GET, "dimension", [d.key for d in rubric.dimensions], rubric.overall.key)
     return render(request, "calibration/cell.html", {"run": run, "dimension": dimension, "a": a, "b": b,
-                                                     "rows": cell_items(run, dimension=dimension, judge_value=a, human_value=b)})
+                                                     "rows": cell_items(run, dimension=dimension, judge_value=a, human_value=b),
+                                                     "consensus": consensus_description()})
 
 
 @require_POST
 def find_disagreements(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(JudgeRun, pk=pk)
     if not has_role(request.user, Role.REVIEWER):
-        return HttpResponseForbidden("Only reviewers and admins triage disagreements.")
+        raise PermissionDenied("Only reviewers and admins triage disagreements.")
     try:
-        distance = int(request.POST.get("min_distance", "1"))
+        distance = int_param(request.POST, "min_distance", 1)
+        if not 1 <= distance <= 100:
+            raise CalibrationError("The minimum distance is a whole number of levels, 1 or more.")
         created = disagreements_refresh(run=run, min_distance=distance)
+        agreement_snapshots(run=run)  # a POST may write: store what the run's pages would compute
     except (ValueError, CalibrationError) as exc:
         messages.error(request, str(exc))
         return redirect("calibration:run", pk=pk)
@@ -109,6 +122,7 @@ def triage(request: HttpRequest) -> HttpResponse:
         .select_related("judge_version__judge"),
         "dimensions": sorted(set(Disagreement.objects.values_list("dimension", flat=True))),
         "segments": sorted({s for s in Disagreement.objects.values_list("item__query__segment", flat=True) if s}),
+        "consensus": consensus_description(),
     })
 
 
@@ -121,14 +135,14 @@ def triage_detail(request: HttpRequest, pk: int) -> HttpResponse:
     error = None
     if request.method == "POST":
         if not has_role(request.user, Role.REVIEWER):
-            return HttpResponseForbidden("Only reviewers and admins triage disagreements.")
+            raise PermissionDenied("Only reviewers and admins triage disagreements.")
         try:
             corrected = request.POST.get("corrected_value", "")
             decision = triage_resolve(
                 disagreement=d, resolution=request.POST.get("resolution", ""), note=request.POST.get("note", ""),
                 user=request.user, clause=request.POST.get("clause", ""),
                 accept_precedent=bool(request.POST.get("accept_precedent")), amendment=request.POST.get("amendment", ""),
-                corrected_value=int(corrected) if corrected.lstrip("-").isdigit() else None)
+                corrected_value=parse_int(corrected, minimum=-1000, maximum=1000))
         except CalibrationError as exc:
             error = str(exc)
         except Exception as exc:  # a rule of another app (precedent, label, policy) refused the write
@@ -147,6 +161,7 @@ def triage_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "clauses": (latest or version).clauses.all(), "judged_clauses": version.clauses.all(), "error": error,
         "decision": getattr(d, "decision", None) if hasattr(d, "decision") else None,
         "resolutions": TriageDecision.Resolution.choices, "post": request.POST,
+        "consensus": consensus_description(),
     })
 
 
@@ -154,7 +169,7 @@ def triage_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def rejudge(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(JudgeRun, pk=pk)
     if not has_role(request.user, Role.ANALYST):
-        return HttpResponseForbidden("Only analysts and admins run judges.")
+        raise PermissionDenied("Only analysts and admins run judges.")
     try:
         new = calibration_rejudge(run=run, user=request.user)
     except Exception as exc:
@@ -170,10 +185,7 @@ def compare(request: HttpRequest, old: int, new: int) -> HttpResponse:
     new_run = get_object_or_404(JudgeRun.objects.select_related("judge_version__judge", "judge_version__policy_version"), pk=new)
     context = {"old": old_run, "new": new_run, "ready": not new_run.is_active}
     if context["ready"]:
-        old_snaps = {s.dimension: s for s in agreement_snapshots(run=old_run)}
-        new_snaps = {s.dimension: s for s in agreement_snapshots(run=new_run)}
-        context["dimensions"] = [(dim, old_snaps.get(dim), new_snaps.get(dim)) for dim in new_snaps if dim in old_snaps]
-        context["diff"] = disagreement_diff(old=old_run, new=new_run)
+        context.update(run_comparison(old_run, new_run))
     if request.htmx:
         return render(request, "calibration/compare.html#body", context)
     return render(request, "calibration/compare.html", context)

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
-from calibration.metrics import krippendorff_alpha, pairwise_agreement
+from sage_stats import krippendorff_alpha, pairwise_agreement
 from policy.models import PolicyVersion
 
 from .models import Assignment, HumanLabel, ReviewQueue

@@ -23,7 +23,6 @@ def calibrated_run(*, judge_labels: list[int], human_labels: list[list[int]], qu
                          seed=1, user=analyst)
     items = [si.item for si in sample.sample_items.select_related("item__query", "item__document").order_by("position")]
     for r, labels in enumerate(human_labels):
-        UserFactory(username=f"human{r}", roles=["reviewer"])
         lines = b"".join(json.dumps({"reviewer": f"human{r}", "item": item.hash, "labels": {"relevance": v},
                                      "rationale": f"human {r} says {v}"}).encode() + b"\n"
                          for item, v in zip(items, labels) if v is not None)

@@ -40,7 +40,6 @@ def test_agreement_reproduces_the_published_table():
     assert len(expected) == 33
     pairs = [json.loads(line) for line in (DATA / "judgments.jsonl").open(encoding="utf-8")]
     analyst = UserFactory(username="data-analyst", roles=["analyst"])
-    UserFactory(username="nist", roles=["reviewer"])
     surface = traffic_surface("llmjudge", variants=(("pool", "control"),))
     rank: dict[str, int] = {}
     rows = []

@@ -16,7 +16,7 @@ from tests.calibration.helpers import calibrated_run
 pytestmark = pytest.mark.django_db
 
 
-def test_consensus_is_the_lower_median_of_latest_labels():
+def test_consensus_is_the_median_of_latest_labels_rounding_halfway_down():
     run, items, _ = calibrated_run(judge_labels=[0, 1, 2, 3], human_labels=[[0, 1, 2, 3], [1, 2, 2, 2], [3, 3, 2, None]])
     ids, consensus, counts = human_consensus([i.pk for i in items], "relevance")
     assert consensus.tolist() == [1, 2, 2, 2] and counts.tolist() == [3, 3, 3, 2]

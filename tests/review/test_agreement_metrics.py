@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from calibration.metrics import krippendorff_alpha, pairwise_agreement
+from sage_stats import krippendorff_alpha, pairwise_agreement
 
 
 def test_perfect_agreement_is_one_everywhere():
