@@ -7,7 +7,9 @@ deployment sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis); see REA
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from pathlib import Path
 
 from .env import Env
@@ -16,7 +18,22 @@ env = Env()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env.str("SAGE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Tighten an existing path of ours to `mode`: the data directory holds the embedded database
+    (password hashes, live sessions), the secret key and queued tasks. A sticky directory is shared
+    (such as /tmp), and one owned by someone else is theirs to set: both are left alone."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_uid == os.getuid() and not st.st_mode & stat.S_ISVTX and stat.S_IMODE(st.st_mode) != mode:
+        path.chmod(mode)
+
+
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+_owner_only(DATA_DIR, 0o700)
 
 
 def _secret_key() -> str:
@@ -30,8 +47,10 @@ def _secret_key() -> str:
         return key
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
+        # Created owner-only, never readable by others for a moment in between.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+            fh.write(secrets.token_urlsafe(64))
+    _owner_only(path, 0o600)
     return path.read_text().strip()
 
 
@@ -85,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it sees the view's exception first: a busy SQLite answers 503 + Retry-After, not 500.
+    "sage.busy.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "sage.urls"
@@ -116,7 +137,20 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
+    # Tests run on a file like the real thing (WAL, one writer across connections), not in memory.
+    _database["TEST"] = {"NAME": str(DATA_DIR / "test-sage.sqlite3")}
+    _sqlite_path = Path(_database["NAME"])
+    if _database["NAME"] != ":memory:" and _sqlite_path.parent.is_dir():
+        # SQLite creates the database with the process's umask (0644 as a rule) and gives its WAL and
+        # shared-memory files the database's mode: an empty file made owner-only first makes all
+        # three owner-only (an empty file is a valid empty database). Older files are tightened.
+        if not _sqlite_path.exists():
+            os.close(os.open(_sqlite_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for _suffix in ("", "-wal", "-shm"):
+            _owner_only(Path(f"{_sqlite_path}{_suffix}"), 0o600)
 DATABASES = {"default": _database}
+# On SQLite, how long a traffic import waits for its turn to write before answering 503 (traffic.staging).
+TRAFFIC_IMPORT_WAIT_SECONDS = env.int("SAGE_IMPORT_WAIT_S", 300, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -209,8 +243,9 @@ SAGE_DEMO_DIR = BASE_DIR / "demo"
 def _judge_endpoints() -> dict[str, dict[str, str]]:
     """OpenAI-compatible endpoints by name. A judge version stores only the name, never a URL or key.
 
-    SAGE_ENDPOINTS=local,openai plus, per name, SAGE_ENDPOINT_<NAME>_BASE_URL, _API_KEY and _JSON_MODE
-    (json_schema for OpenAI-style structured outputs; json_object_schema for llama.cpp's server).
+    SAGE_ENDPOINTS=local,openai plus, per name, SAGE_ENDPOINT_<NAME>_BASE_URL, _API_KEY, _JSON_MODE
+    (json_schema for OpenAI-style structured outputs; json_object_schema for llama.cpp's server) and
+    _CONTEXT_TOKENS (the model's context window, for servers that do not report it; 0: unknown).
     """
     endpoints = {}
     for name in env.list("SAGE_ENDPOINTS", ["local"]):
@@ -221,6 +256,7 @@ def _judge_endpoints() -> dict[str, dict[str, str]]:
             "api_key": env.str(prefix + "API_KEY", "not-needed" if local else None),
             "json_mode": env.choice(prefix + "JSON_MODE", "json_object_schema" if local else "json_schema",
                                     ("json_schema", "json_object_schema")),
+            "context_tokens": env.int(prefix + "CONTEXT_TOKENS", 0, minimum=0) or None,
         }
     return endpoints
 
@@ -229,3 +265,21 @@ SAGE_JUDGE_ENDPOINTS = _judge_endpoints()
 # Items per Celery chunk task of a judge run: small enough that a killed worker loses little.
 SAGE_JUDGE_CHUNK_SIZE = env.int("SAGE_JUDGE_CHUNK_SIZE", 100, minimum=1)
 SAGE_JUDGE_TIMEOUT_S = env.int("SAGE_JUDGE_TIMEOUT_S", 60, minimum=1)
+# A run whose items ended in errors more often than this ends "finished with errors" (all: failed).
+SAGE_JUDGE_ERROR_PERCENT = env.int("SAGE_JUDGE_ERROR_PERCENT", 50, minimum=0)
+if SAGE_JUDGE_ERROR_PERCENT > 100:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"SAGE_JUDGE_ERROR_PERCENT={SAGE_JUDGE_ERROR_PERCENT} must be at most 100.")
+# The stall sweep: an active run with no heartbeat for SAGE_JUDGE_STALL_S is resumed, and failed once
+# SAGE_JUDGE_STALL_RESUMES resumes in a row judged nothing. Celery beat runs it every SAGE_JUDGE_SWEEP_S
+# (`celery -A sage worker --beat`, or a separate `celery -A sage beat`); `manage.py judge_runs_sweep` by hand.
+SAGE_JUDGE_STALL_S = env.int("SAGE_JUDGE_STALL_S", 600, minimum=1)
+SAGE_JUDGE_STALL_RESUMES = env.int("SAGE_JUDGE_STALL_RESUMES", 2, minimum=0)
+SAGE_JUDGE_SWEEP_S = env.int("SAGE_JUDGE_SWEEP_S", 60, minimum=1)
+# Beat's own bookkeeping lives with the other state, not in the working directory.
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "judge-runs-sweep": {"task": "judges.tasks.judge_runs_sweep_task", "schedule": float(SAGE_JUDGE_SWEEP_S)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")

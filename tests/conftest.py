@@ -17,6 +17,33 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# `./run test` runs the suite on PostgreSQL + Redis, then the tests marked `embedded` again on the
+# embedded default (SQLite + filesystem broker, what `./run demo` runs): those whose code takes a
+# database- or broker-specific path. A module marks itself (`pytestmark`), or is listed here.
+EMBEDDED_MODULES = (
+    "tests/review/test_assignment.py",  # select_for_update(skip_locked) on PostgreSQL only
+    "tests/review/test_labels.py",  # label import: resolving items by hash and by (query, doc_id)
+    "tests/calibration/test_selectors_scale.py",  # agreement: SQL fast path vs the portable one
+)
+
+
+def pytest_configure(config):
+    # Registered here rather than in pyproject.toml, whose change would make ./run reinstall the package.
+    config.addinivalue_line("markers", "embedded: touches a database- or broker-specific path; ./run test "
+                                       "runs these again on the embedded default (SQLite + filesystem broker)")
+    missing = [m for m in EMBEDDED_MODULES if not (ROOT / m).exists()]
+    if missing:  # a renamed module would silently drop out of the embedded pass
+        raise pytest.UsageError(f"tests/conftest.py EMBEDDED_MODULES names missing modules: {', '.join(missing)}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("::")[0] in EMBEDDED_MODULES:
+            item.add_marker(pytest.mark.embedded)
+
+
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,7 +1,10 @@
 """Traffic: what ranking variants served, and the frozen samples drawn from it.
 
-Queries, documents and items are content-addressed (sha256), so the same (query, document) pair
-served by control and treatment — or imported twice — is one `Item`, judged once per policy version.
+Queries are addressed by their normalized text and documents by their id in the source system
+together with their text (sha256), so the same (query, document) pair served by control and
+treatment — or imported twice — is one `Item`, judged once per policy version, while two document
+ids with the same text stay two items (MS MARCO has many such passages; the judge's prompt cache
+still judges the identical text once).
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class Query(models.Model):
 
 
 class Document(models.Model):
-    """A result document; `content_hash` covers title, body and url (not the id or extra fields)."""
+    """A result document; `content_hash` is its key: the source's id with the title, body and url
+    (`traffic.rows.document_hash`; not the extra fields). See migration 0006."""
 
     content_hash = models.CharField(max_length=64, unique=True)
     external_id = models.CharField(max_length=200, blank=True)

@@ -37,7 +37,10 @@ from django.conf import settings
 from django.db import connection
 
 from . import rows as row_format
-from .rows import ImportRowError, RowParser, iter_jsonl_bytes, iter_rows
+from .rows import ImportRowError, RowParser, duplicate_rank_error, iter_jsonl_bytes, iter_rows
+from .rows import BODY, DOC_EXTERNAL_ID as DEXT, DOC_HASH as DHASH, FIELDS, ITEM_HASH as IHASH, LINE_NO as LINE
+from .rows import LOCALE, QUERY_EXTERNAL_ID as QEXT, QUERY_HASH as QHASH, QUERY_TEXT as QTEXT, RANK, SEGMENT
+from .rows import SERVED_AT as SERVED, TITLE, URL, VARIANT_ID as VARIANT
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +59,6 @@ AHEAD = 2
 _ARRAY = "string_to_array(%s, ',')"
 # Documents per write to a COPY.
 COPY_CHUNK = 1_000
-
-# Positions in a parsed row (traffic.rows.STAGING_COLUMNS)
-LINE, VARIANT, RANK, SERVED, QHASH, QTEXT, SEGMENT, LOCALE, QEXT, DHASH, DEXT, TITLE, BODY, URL, FIELDS, IHASH = range(16)
 
 # Binary COPY: a signature, flags and header extension length; then per row its field count and
 # each field's length and bytes; the trailer is a field count of -1.
@@ -538,23 +538,13 @@ def _binary_rows(*fields: tuple[str | None, object]) -> bytes:
 def _duplicate_rank(batch: _Batch, query_ids: np.ndarray, detail: str) -> ImportRowError:
     """The line that repeats a (variant, query, rank): within the batch both lines are named; a
     repeat of an earlier batch's row is known by the key in the constraint's message."""
-    rows = list(zip(batch.lines.tolist(), batch.variant_ids.tolist(), batch.row_query.tolist(), batch.ranks.tolist()))
-    first: dict[tuple, int] = {}
-    for line, variant, query, rank in rows:
-        if (variant, query, rank) in first:
-            return ImportRowError(line, f"duplicate rank {rank} for this variant and query "
-                                        f"{batch.query_texts[query][:60]!r} (first given on line {first[variant, query, rank]})")
-        first[variant, query, rank] = line
+    rows = list(zip(batch.lines.tolist(), batch.variant_ids.tolist(), query_ids[batch.row_query].tolist(),
+                    batch.ranks.tolist(), (batch.query_texts[q] for q in batch.row_query.tolist())))
     # "Key (traffic_import_id, variant_id, query_id, rank)=(7, 1, 42, 3) already exists."
     found = re.search(r"=\(\d+, (\d+), (\d+), (\d+)\)", detail)
-    if found:
-        key = tuple(map(int, found.groups()))
-        for line, variant, query, rank in rows:
-            if (variant, int(query_ids[query]), rank) == key:
-                return ImportRowError(line, f"duplicate rank {rank} for this variant and query "
-                                            f"{batch.query_texts[query][:60]!r} (first given earlier in the file, "
-                                            f"before line {rows[0][0]})")
-    return ImportRowError(rows[0][0], f"a rank repeats for the same variant and query ({detail})")
+    repeated = tuple(map(int, found.groups())) if found else None
+    return duplicate_rank_error(rows, repeated_key=repeated) or ImportRowError(
+        rows[0][0], f"a rank repeats for the same variant and query ({detail})")
 
 
 def _set_local(cursor, name: str, value: str) -> str:

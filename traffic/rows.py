@@ -43,11 +43,32 @@ MAX_SHORT_CHARS = 60
 REQUIRED = ("variant", "query", "rank", "doc_id", "body")
 OPTIONAL = ("title", "url", "query_id", "segment", "locale", "served_at", "fields")
 
-# A parsed row, in this column order (traffic.staging for SQLite, traffic.pgimport for PostgreSQL).
-STAGING_COLUMNS = (
-    "line_no", "variant_id", "rank", "served_at", "query_hash", "query_text", "segment", "locale",
-    "query_external_id", "doc_hash", "doc_external_id", "title", "body", "url", "fields", "item_hash",
+# A parsed row is a plain tuple (the cheapest thing to build, to pickle out of a parser process and
+# to hand to executemany) with these fields in this order; each comes with its type in SQLite's
+# staging table. `traffic.staging` builds that table from this list and `traffic.pgimport` reads
+# rows by the positions below, so the schema is written here only.
+ROW_FIELDS: tuple[tuple[str, str], ...] = (
+    ("line_no", "integer NOT NULL"),
+    ("variant_id", "integer NOT NULL"),
+    ("rank", "integer NOT NULL"),
+    ("served_at", "text NULL"),
+    ("query_hash", "text NOT NULL"),
+    ("query_text", "text NOT NULL"),
+    ("segment", "text NOT NULL"),
+    ("locale", "text NOT NULL"),
+    ("query_external_id", "text NOT NULL"),
+    ("doc_hash", "text NOT NULL"),
+    ("doc_external_id", "text NOT NULL"),
+    ("title", "text NOT NULL"),
+    ("body", "text NOT NULL"),
+    ("url", "text NOT NULL"),
+    ("fields", "text NOT NULL"),
+    ("item_hash", "text NOT NULL"),
 )
+(LINE_NO, VARIANT_ID, RANK, SERVED_AT, QUERY_HASH, QUERY_TEXT, SEGMENT, LOCALE, QUERY_EXTERNAL_ID, DOC_HASH,
+ DOC_EXTERNAL_ID, TITLE, BODY, URL, FIELDS, ITEM_HASH) = range(len(ROW_FIELDS))
+if [globals()[name.upper()] for name, _ in ROW_FIELDS] != list(range(len(ROW_FIELDS))):  # pragma: no cover
+    raise ImportError("traffic.rows: the row positions do not follow ROW_FIELDS")
 
 
 class ImportRowError(ValueError):
@@ -59,6 +80,33 @@ class ImportRowError(ValueError):
         return type(self), (self.line, self.reason)
 
 
+def duplicate_rank_error(rows: Iterable[tuple[int, int, Any, int, str]], *,
+                         repeated_key: tuple[int, Any, int] | None = None) -> ImportRowError | None:
+    """The error for a file that repeats a (variant, query, rank): both importers leave the
+    detection to the unique constraint `resultentry_unique_rank` and call this to name the line.
+
+    `rows`: (line, variant id, query key, rank, query text) in file order. The first line that
+    repeats an earlier one of `rows` is named with that earlier line. Failing that, `repeated_key`
+    (the key the constraint reported, when its earlier row is no longer at hand) names the first
+    row with that key as repeating a row earlier in the file."""
+    rows = list(rows)
+    first: dict[tuple, int] = {}
+    for line, variant, query, rank, text in rows:
+        key = (variant, query, rank)
+        if key in first:
+            return _duplicate_rank(line, rank, text, f"on line {first[key]}")
+        first[key] = line
+    for line, variant, query, rank, text in rows:
+        if (variant, query, rank) == repeated_key:
+            return _duplicate_rank(line, rank, text, f"earlier in the file, before line {rows[0][0]}")
+    return None
+
+
+def _duplicate_rank(line: int, rank: int, query_text: str, where: str) -> ImportRowError:
+    return ImportRowError(line, f"duplicate rank {rank} for this variant and query {query_text[:60]!r} "
+                                f"(first given {where})")
+
+
 def normalize_query(text: str) -> str:
     """What makes two query strings the same query: Unicode form, case and spacing do not count."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
@@ -68,10 +116,13 @@ def query_hash(text: str) -> str:
     return hashlib.sha256(normalize_query(text).encode()).hexdigest()
 
 
-def document_hash(*, title: str, body: str, url: str) -> str:
+def document_hash(*, doc_id: str, title: str, body: str, url: str) -> str:
+    """A document's key: its id in the source system together with what it says. Two ids with the
+    same text stay two documents (and so two items: a label names the id it was given for); one id
+    whose text changed becomes a second document, since what was judged was the old text."""
     # Length prefixes keep ("ab", "c") and ("a", "bc") apart without escaping the text.
     h = hashlib.sha256()
-    for part in (title, url, body):
+    for part in (doc_id, title, url, body):
         encoded = part.encode()
         h.update(f"{len(encoded)}:".encode())
         h.update(encoded)
@@ -143,7 +194,7 @@ def _text(row: dict[str, Any], key: str, line: int, limit: int, *, required: boo
 
 
 class RowParser:
-    """Validates one row dict and turns it into a parsed row tuple (STAGING_COLUMNS)."""
+    """Validates one row dict and turns it into a parsed row tuple (ROW_FIELDS, in that order)."""
 
     def __init__(self, *, variants: dict[str, int], adapt_datetime: Callable[[datetime], Any]) -> None:
         self.variants = variants
@@ -179,10 +230,11 @@ class RowParser:
             cached = self._queries[query] = (_checked(query_hash, query, line), query.strip())
         qh, query_text = cached
         try:
-            tb, ub, bb = title.encode(), url.encode(), body.encode()
+            ib, tb, ub, bb = doc_id.encode(), title.encode(), url.encode(), body.encode()
         except UnicodeEncodeError:
             raise ImportRowError(line, "bad UTF-8 (a lone surrogate escape)") from None
-        dh = _sha256(b"%d:%b%d:%b%d:%b" % (len(tb), tb, len(ub), ub, len(bb), bb)).hexdigest()
+        # document_hash, inlined
+        dh = _sha256(b"%d:%b%d:%b%d:%b%d:%b" % (len(ib), ib, len(tb), tb, len(ub), ub, len(bb), bb)).hexdigest()
         return (line, variant_id, rank, None, qh, query_text, segment, locale, query_id, dh, doc_id,
                 title, body, url, "{}", _sha256(f"{qh}:{dh}".encode()).hexdigest())
 
@@ -231,7 +283,7 @@ class RowParser:
             if len(fields_json) > MAX_BODY_CHARS:
                 raise ImportRowError(line, f"fields are over {MAX_BODY_CHARS:,} characters")
         qh = _checked(query_hash, query, line)
-        dh = _checked(lambda _: document_hash(title=title, body=body, url=url), None, line)
+        dh = _checked(lambda _: document_hash(doc_id=doc_id, title=title, body=body, url=url), None, line)
         return (
             line, variant_id, rank, served_at, qh, query.strip(),
             _text(row, "segment", line, MAX_SHORT_CHARS), _text(row, "locale", line, 20),

@@ -5,16 +5,29 @@ table, then move them with a few INSERT … SELECT statements. PostgreSQL import
 Why a staging table: per-row ORM inserts top out at a few thousand rows/s, and bulk_create with
 ignore_conflicts cannot return the ids of rows that already existed. The file's line number travels
 with each row, so checks that need the whole file (duplicate ranks) still report a line.
+
+SQLite has one writer at a time, so the two steps hold different locks. Staging writes only the
+connection's temporary database, which takes no lock on the shared one: imports parse and stage
+side by side while everyone else reads and writes. The move into the real tables is the short
+part; imports take turns for it on a lock file beside the database (`writer_turn`), so eight
+overlapping uploads queue there instead of racing for SQLite's write lock and failing with
+"database is locked" once its busy timeout runs out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
+from pathlib import Path
 
-from django.db import connection
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 
-from .rows import STAGING_COLUMNS, ImportRowError
+from .rows import ROW_FIELDS, ImportRowError, duplicate_rank_error
 
 TABLE = "traffic_import_staging"
 CHUNK = 5_000
@@ -22,57 +35,81 @@ CHUNK = 5_000
 
 def _create(cursor) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE {TABLE} (line_no integer NOT NULL, variant_id integer NOT NULL, "
-        "rank integer NOT NULL, served_at text NULL, query_hash text NOT NULL, query_text text NOT NULL, "
-        "segment text NOT NULL, locale text NOT NULL, query_external_id text NOT NULL, doc_hash text NOT NULL, "
-        "doc_external_id text NOT NULL, title text NOT NULL, body text NOT NULL, url text NOT NULL, "
-        "fields text NOT NULL, item_hash text NOT NULL)"
-    )
+    columns = ", ".join(f"{name} {sql_type}" for name, sql_type in ROW_FIELDS)
+    cursor.execute(f"CREATE TEMPORARY TABLE {TABLE} ({columns})")
 
 
 def stage_rows(rows: Iterable[tuple]) -> int:
-    """Load every row into the staging table; returns the row count."""
+    """Load every row into the staging table; returns the row count. Outside any transaction of the
+    caller's, the rows go in a transaction of the temporary database alone (see the docstring)."""
     count = 0
+    own_transaction = transaction.get_autocommit()
     with connection.cursor() as cursor:
         _create(cursor)
-        placeholders = ", ".join(["%s"] * len(STAGING_COLUMNS))
+        placeholders = ", ".join(["%s"] * len(ROW_FIELDS))
         sql = f"INSERT INTO {TABLE} VALUES ({placeholders})"
         iterator = iter(rows)
-        while chunk := list(islice(iterator, CHUNK)):
-            cursor.executemany(sql, chunk)
-            count += len(chunk)
+        if own_transaction:
+            cursor.execute("BEGIN DEFERRED")  # one transaction, not one per row; temp tables only
+        try:
+            while chunk := list(islice(iterator, CHUNK)):
+                cursor.executemany(sql, chunk)
+                count += len(chunk)
+        except BaseException:
+            if own_transaction:
+                cursor.execute("ROLLBACK")
+            cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            raise
+        if own_transaction:
+            cursor.execute("COMMIT")
     return count
 
 
-def check_duplicate_ranks() -> None:
-    """The first line that repeats a (variant, query, rank) seen earlier in the same file."""
+def _lock_path() -> Path:
+    name = str(connection.settings_dict["NAME"])
+    if name.startswith("file:") or name == ":memory:":  # an in-memory database: one lock per data dir
+        return Path(settings.DATA_DIR) / "traffic-import.lock"
+    return Path(f"{name}.import-lock")
+
+
+@contextmanager
+def writer_turn(*, wait: float) -> Iterator[None]:
+    """Hold this database's import turn (an exclusive `flock`, across threads and processes) for
+    the block; raises `TimeoutError` when the turn has not come within `wait` seconds."""
+    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no import turn within {wait:g} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def _duplicate_rank() -> ImportRowError:
+    """The line that repeats a (variant, query, rank), once the unique constraint has refused it:
+    the staged rows in file order (an error path, so a full read is fine)."""
     with connection.cursor() as cursor:
-        # One hash aggregate tells whether there is any duplicate at all; only then find its line.
-        cursor.execute(f"SELECT 1 FROM {TABLE} GROUP BY variant_id, query_hash, rank HAVING COUNT(*) > 1 LIMIT 1")
-        if cursor.fetchone() is None:
-            return
-        cursor.execute(f"CREATE INDEX {TABLE}_rank ON {TABLE} (variant_id, query_hash, rank, line_no)")
-        cursor.execute(
-            f"SELECT s.line_no, s.rank, s.query_text, "
-            f"(SELECT MIN(t.line_no) FROM {TABLE} t WHERE t.variant_id = s.variant_id "
-            f" AND t.query_hash = s.query_hash AND t.rank = s.rank) "
-            f"FROM {TABLE} s WHERE EXISTS (SELECT 1 FROM {TABLE} t WHERE t.variant_id = s.variant_id "
-            f"AND t.query_hash = s.query_hash AND t.rank = s.rank AND t.line_no < s.line_no) "
-            f"ORDER BY s.line_no LIMIT 1"
-        )
-        dup = cursor.fetchone()
-    if dup is not None:
-        line, rank, query, first = dup
-        raise ImportRowError(line, f"duplicate rank {rank} for this variant and query {query[:60]!r} "
-                                   f"(first given on line {first})")
+        cursor.execute(f"SELECT line_no, variant_id, query_hash, rank, query_text FROM {TABLE} ORDER BY line_no")
+        found = duplicate_rank_error(iter(cursor.fetchone, None))
+    return found or ImportRowError(1, "a rank repeats for the same variant and query")
 
 
 def move_staged(*, import_id: int) -> dict[str, int]:
     """Insert the new queries, documents and items and every result entry; returns counts.
     Raises `ImportRowError` on the first line that repeats a (variant, query, rank)."""
-    check_duplicate_ranks()
-    return _move(import_id=import_id)
+    try:
+        return _move(import_id=import_id)
+    except IntegrityError as exc:
+        if "traffic_resultentry" not in str(exc):
+            raise
+        raise _duplicate_rank() from None
 
 
 def _move(*, import_id: int) -> dict[str, int]:

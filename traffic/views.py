@@ -15,7 +15,7 @@ from .models import Sample
 from .rows import MAX_BODY_CHARS, OPTIONAL, REQUIRED
 from .sampling import STRATEGIES
 from .selectors import sample_items, traffic_overview
-from .services import TrafficError, sample_draw, traffic_import, variant_create
+from .services import TrafficBusy, TrafficError, sample_draw, traffic_import, variant_create
 
 
 def _page(request: HttpRequest, *, upload_form: UploadForm | None = None, sample_form: SampleForm | None = None,
@@ -68,6 +68,10 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         # An UploadedFile iterates line by line from its temporary file: never the whole file in memory.
         result = traffic_import(surface=form.cleaned_data["surface"], source=upload, filename=upload.name,
                                 user=request.user)
+    except TrafficBusy as exc:
+        response = _page(request, upload_form=form, import_error=str(exc), status=503)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except TrafficError as exc:
         return _page(request, upload_form=form, import_error=str(exc), status=400)
     record = result.traffic_import

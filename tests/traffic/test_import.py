@@ -9,8 +9,11 @@ from traffic.models import Document, Item, Query, ResultEntry, TrafficImport
 from traffic.rows import document_hash, item_hash, query_hash
 from traffic.services import traffic_import
 from tests.factories import import_traffic_rows, jsonl_bytes, traffic_row, traffic_surface
+from tests.markers import postgresql_only
 
-pytestmark = pytest.mark.django_db
+# Both importers: PostgreSQL's (traffic.pgimport) in the main pass, SQLite's (traffic.staging) in
+# ./run test's embedded pass.
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 def test_two_variants_serving_the_same_pair_share_one_item():
@@ -24,7 +27,7 @@ def test_two_variants_serving_the_same_pair_share_one_item():
     item = Item.objects.get(document__external_id="d1")
     assert set(item.entries.values_list("variant__name", "rank")) == {("control", 1), ("treatment", 3)}
     row = traffic_row()
-    dh = document_hash(title=row["title"], body=row["body"], url=row["url"])
+    dh = document_hash(doc_id="d1", title=row["title"], body=row["body"], url=row["url"])
     assert item.hash == item_hash(query_hash(row["query"]), dh)
     assert result.traffic_import.stats == {"new_queries": 1, "new_documents": 2, "new_items": 2, "entries": 3}
 
@@ -135,10 +138,10 @@ def test_a_file_of_partly_known_pairs_adds_only_the_new_ones():
     import_traffic_rows(surface, [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 4)])
     second = import_traffic_rows(surface, [
         traffic_row(rank=1, doc_id="d1", body="b1"), traffic_row(rank=2, doc_id="d9", body="b9"),
-        traffic_row(variant="treatment", rank=1, doc_id="d9-again", body="b9", fields={"x": 1}),
+        traffic_row(variant="treatment", rank=1, doc_id="d9", body="b9", fields={"x": 1}),
     ])
     assert second.traffic_import.stats == {"new_queries": 0, "new_documents": 1, "new_items": 1, "entries": 3}
-    assert Document.objects.get(body="b9").external_id == "d9"
+    assert Document.objects.get(body="b9").fields == {}
     assert Item.objects.count() == 4 and ResultEntry.objects.count() == 6
 
 
@@ -194,7 +197,8 @@ def test_text_and_times_arrive_exactly_as_given():
     doc = Document.objects.get(external_id="d\t1")
     assert (doc.title, doc.body, doc.url, doc.fields) == ("T\\itle\n", body, "https://example.com/a?b=c\td",
                                                          {"clicks": 3, "note": "tab\there"})
-    assert doc.content_hash == document_hash(title="T\\itle\n", body=body, url="https://example.com/a?b=c\td")
+    assert doc.content_hash == document_hash(doc_id="d\t1", title="T\\itle\n", body=body,
+                                             url="https://example.com/a?b=c\td")
     query = Query.objects.get(locale="de-DE")
     assert (query.text, query.segment, query.locale) == ("Ärger\tmit \\N", "tail\\x", "de-DE")
     served = dict(ResultEntry.objects.values_list("rank", "served_at"))
@@ -236,6 +240,7 @@ def test_a_bad_row_in_a_later_batch_leaves_nothing_behind(monkeypatch):
     assert not Document.objects.exists() and not ResultEntry.objects.exists() and not TrafficImport.objects.exists()
 
 
+@postgresql_only
 def test_without_a_parser_process_the_import_parses_in_process(monkeypatch, caplog):
     """A parser process that cannot start (here: one that is broken from the start) costs speed,
     not the import: every chunk not yet written is parsed in the importer's process instead."""
@@ -270,7 +275,7 @@ def test_a_known_document_after_batches_of_new_ones_is_found_not_duplicated(monk
     surface = traffic_surface()
     import_traffic_rows(surface, [traffic_row(rank=1, doc_id="old", body="stored before")], filename="day0.jsonl")
     rows = [traffic_row(rank=i, doc_id=f"d{i}", body=f"b{i}") for i in range(1, 7)]
-    rows.append(traffic_row(rank=7, doc_id="old-again", body="stored before"))
+    rows.append(traffic_row(rank=7, doc_id="old", body="stored before"))
     rows.append(traffic_row(rank=8, doc_id="d8", body="b8"))
     result = import_traffic_rows(surface, rows)
     assert result.traffic_import.stats == {"new_queries": 0, "new_documents": 7, "new_items": 7, "entries": 8}
@@ -297,6 +302,7 @@ def test_a_file_that_fails_to_read_fails_the_import_and_is_never_cut_short(monke
     assert not Document.objects.exists() and not ResultEntry.objects.exists() and not TrafficImport.objects.exists()
 
 
+@postgresql_only
 def test_while_the_parser_process_starts_the_first_chunks_are_parsed_in_process(monkeypatch):
     """The server gets rows to write before the parser process runs; once it runs, it parses the rest."""
     from traffic import pgimport

@@ -8,8 +8,9 @@ from traffic.models import Document, Item, Query, ResultEntry, TrafficImport
 from traffic.rows import MAX_BODY_CHARS
 from traffic.services import TrafficError, traffic_import
 from tests.factories import jsonl_bytes, traffic_row, traffic_surface
+from tests.markers import postgresql_only
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 def _import(surface, data: bytes, filename="bad.jsonl"):
@@ -119,6 +120,7 @@ def test_an_unknown_file_type_is_refused():
         _import(surface, b"", filename="t.xlsx")
 
 
+@postgresql_only
 def test_a_duplicate_rank_across_batches_names_its_line(monkeypatch):
     """When the first row of the pair was written in an earlier batch, the unique constraint catches
     the repeat and the message still names the repeating line."""

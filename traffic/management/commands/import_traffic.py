@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from policy.models import Surface
-from traffic.services import TrafficError, traffic_import
+from traffic.services import TrafficBusy, TrafficError, traffic_import
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             try:
                 result = traffic_import(surface=surface, source=fh, filename=path.name, fmt=options["format"],
                                         progress=bar.update)
-            except TrafficError as exc:
+            except (TrafficError, TrafficBusy) as exc:
                 raise CommandError(str(exc)) from None
         record = result.traffic_import
         if not result.created:
