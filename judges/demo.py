@@ -70,7 +70,7 @@ def _local_run_start(surface, analyst) -> list[str]:
     """When the local llama.cpp server answers, queue one live run so the demo shows a progress bar."""
     import urllib.request
 
-    from .services import judge_run_start
+    from .services import JudgeError, judge_run_start
 
     endpoint = settings.SAGE_JUDGE_ENDPOINTS.get("local")
     judge = Judge.objects.get(name=LOCAL_JUDGE)
@@ -81,5 +81,8 @@ def _local_run_start(surface, analyst) -> list[str]:
     except OSError:
         return [f"local judge not run: no server at {endpoint['base_url']} (start one, or point SAGE_ENDPOINT_LOCAL_BASE_URL at any OpenAI-compatible endpoint)"]
     sample = Sample.objects.get(surface=surface, name="Uniform 40, seed 1")
-    run = judge_run_start(version=judge.latest_version(), sample=sample, user=analyst)
+    try:
+        run = judge_run_start(version=judge.latest_version(), sample=sample, user=analyst)
+    except JudgeError as exc:  # e.g. its prompts do not fit the model the endpoint now points at
+        return [f"local judge not run: {exc}"]
     return [f"queued judge run #{run.pk}: {LOCAL_JUDGE} on {sample.name!r} (runs once the worker starts)"]

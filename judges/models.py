@@ -84,6 +84,9 @@ class JudgeRun(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
+        # Every item has a judgment, but more of them are errors than settings.SAGE_JUDGE_ERROR_PERCENT
+        # allows: the labels that exist are real, the run as a whole is not a success.
+        WITH_ERRORS = "with_errors", "Finished with errors"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
@@ -92,11 +95,11 @@ class JudgeRun(models.Model):
     judge_version = models.ForeignKey(JudgeVersion, on_delete=models.PROTECT, related_name="runs")
     sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="judge_runs")
     precedent_set = models.ForeignKey(PrecedentSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     bypass_cache = models.BooleanField(default=False)
     total_items = models.PositiveIntegerField(default=0)
-    # Progress counters are recomputed from the judgments table after every chunk, so a redelivered
-    # chunk can never count twice.
+    # Progress counters are recomputed from the judgments table (every few seconds while a chunk runs
+    # and after it), never incremented, so a redelivered chunk can never count twice.
     done_items = models.PositiveIntegerField(default=0)
     error_items = models.PositiveIntegerField(default=0)
     cached_items = models.PositiveIntegerField(default=0)
@@ -104,10 +107,16 @@ class JudgeRun(models.Model):
     tokens_out = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
     message = models.TextField(blank=True, help_text="why a run failed, or a note on how it ended")
+    # The stall sweep (judge_runs_sweep): automatic resumes since the run last made progress, and
+    # how many judgments it had then.
+    stall_resumes = models.PositiveSmallIntegerField(default=0)
+    stall_done_items = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written while the run's tasks work (every flush, every few seconds while waiting on the model)
+    # and read by the stall sweep: an active run whose heartbeat is too old is resumed or failed.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
@@ -121,6 +130,34 @@ class JudgeRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def ended_badly(self) -> bool:
+        """Failed, or finished with too many errors: the page shows a banner."""
+        return self.status in (self.Status.FAILED, self.Status.WITH_ERRORS)
+
+    @property
+    def badge(self) -> str:
+        """The CSS modifier of the status badge."""
+        if self.status == self.Status.SUCCEEDED:
+            return "ok"
+        if self.status in (self.Status.FAILED, self.Status.WITH_ERRORS, self.Status.CANCELLED):
+            return "bad"
+        return "warn"
+
+    @property
+    def quiet_s(self) -> float | None:
+        """Seconds since the run's tasks last showed a sign of life, while it is active."""
+        if not self.is_active or self.heartbeat_at is None:
+            return None
+        from django.utils import timezone
+
+        return (timezone.now() - self.heartbeat_at).total_seconds()
+
+    @property
+    def is_stalled(self) -> bool:
+        """Active without a heartbeat for longer than the stall sweep tolerates."""
+        return (self.quiet_s or 0) > settings.SAGE_JUDGE_STALL_S
 
     @property
     def percent(self) -> int:

@@ -1,11 +1,17 @@
-"""Writes of the judges app: versions, runs (start, execute in chunks, cancel, resume), imports.
+"""Writes of the judges app: versions, runs (start, execute in chunks, cancel, resume, fail, sweep), imports.
 
-A run flows: `judge_run_start` saves a queued run and queues `judge_run_execute_task` on commit →
-`judge_run_execute` claims it with a conditional UPDATE and fans pending items out in chunks →
-each `judge_run_chunk` judges the items of its chunk that still have no judgment (cache first,
-then the backend through the concurrent engine), writes judgments with bulk inserts that ignore
-conflicts, and recomputes the run's counters from the judgments table. A redelivered chunk only
-finds the items nobody judged yet, so nothing is lost or duplicated.
+A run flows: `judge_run_start` checks that the largest prompt fits the endpoint's context, saves a
+queued run and queues `judge_run_execute_task` on commit → `judge_run_execute` claims it with a
+conditional UPDATE and fans pending items out in chunks → each `judge_run_chunk` judges the items
+of its chunk that still have no judgment (cache first, then the backend through the concurrent
+engine), writes judgments with bulk inserts that ignore conflicts, and recomputes the run's counters
+from the judgments table. A redelivered chunk only finds the items nobody judged yet, so nothing is
+lost or duplicated. When every item has a judgment the run ends succeeded, finished with errors or
+failed, by its share of errors.
+
+Nothing stays "running" for ever: a task that raises after its retries fails the run through
+`judge_run_fail` (the tasks' `on_failure`), and `judge_runs_sweep` (Celery beat, or the management
+command) resumes runs whose heartbeat stopped, then fails them if resuming does not help.
 """
 
 from __future__ import annotations
@@ -16,26 +22,40 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum, Value
+from django.db.models.functions import Coalesce, Least, Length
 from django.utils import timezone
 
 from policy.models import PolicyVersion
-from precedent.models import PrecedentSet
+from precedent.models import Precedent, PrecedentSet
 from precedent.selection import SelectionQuery, precedents_select_many
-from precedent.services import precedent_set_snapshot
+from precedent.services import precedent_set_preview, precedent_set_snapshot
 from sage.jsonl import jsonl_rows
 from sage.roles import Role, has_role
 from traffic.models import Item, Sample
 
 from .core.backends import get_backend
 from .core.engine import run_requests_sync
-from .core.prompt import PROMPT_TEMPLATE_VERSION, build_request, estimate_tokens
+from .core.openai_backend import count_tokens, probe_context_tokens
+from .core.prompt import (
+    PRECEDENT_RATIONALE_MAX_CHARS,
+    PROMPT_TEMPLATE_VERSION,
+    QUERY_MAX_CHARS,
+    TITLE_MAX_CHARS,
+    URL_MAX_CHARS,
+    build_request,
+    estimate_tokens,
+    messages_token_estimate,
+    precedent_body_budget,
+)
 from .core.ratelimit import make_rate_limiter
 from .core.types import JudgeConfig, JudgeItem, JudgeOutcome, PrecedentExample
 from .models import Judge, JudgeRun, JudgeVersion, Judgment
@@ -45,6 +65,10 @@ logger = logging.getLogger(__name__)
 FLUSH_EVERY = 50
 FLUSH_EVERY_S = 1.0
 REFRESH_EVERY_S = 2.0
+# While a chunk waits on a slow model no judgment arrives to flush; it still proves it is alive this often.
+HEARTBEAT_EVERY_S = 10.0
+# How long what an endpoint's server says of its context window and tokenizer is kept (per process).
+CONTEXT_CACHE_S = 300
 VERSION_FIELDS = ("backend", "model_name", "endpoint_name", "temperature", "max_tokens", "precedent_k",
                   "doc_char_budget", "concurrency", "requests_per_minute", "tokens_per_minute", "policy_version",
                   "price_in_per_m", "price_out_per_m", "provenance")
@@ -119,12 +143,46 @@ def judge_config(version: JudgeVersion) -> JudgeConfig:
 # --- estimates and starting ------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class PromptBudget:
+    """The largest prompt of a run against the context window of its endpoint's model."""
+
+    prompt_tokens: int  # of the sample's largest item shown with the k largest precedents
+    answer_tokens: int  # the version's max_tokens: servers reserve them out of the same window
+    context_tokens: int | None  # None: neither the server nor a setting says
+    context_source: str  # where context_tokens came from, for the message
+    counted: bool = False  # prompt_tokens from the server's tokenizer rather than 4 characters a token
+
+    @property
+    def how_counted(self) -> str:
+        return "counted with the server's tokenizer" if self.counted else "estimated at 4 characters a token"
+
+    @property
+    def needed(self) -> int:
+        return self.prompt_tokens + self.answer_tokens
+
+    @property
+    def fits(self) -> bool:
+        return self.context_tokens is None or self.needed <= self.context_tokens
+
+    def problem(self, endpoint_name: str) -> str:
+        """Why a run cannot start, or "" when it fits."""
+        if self.fits:
+            return ""
+        return (f"The prompts do not fit the model's context: the largest is about {self.prompt_tokens:,} tokens "
+                f"({self.how_counted}) plus {self.answer_tokens:,} reserved for the answer, {self.needed:,} in all, but "
+                f"endpoint {endpoint_name!r} has a context of {self.context_tokens:,} tokens ({self.context_source}). "
+                "Shorten the policy, lower the precedents per prompt or the document budget, lower max tokens, "
+                "or use a model with a longer context.")
+
+
+@dataclass(frozen=True)
 class RunEstimate:
     items: int
     cached: int
     tokens_in: int
     tokens_out: int
     cost: Decimal
+    budget: PromptBudget | None = None
 
 
 def _cache_key(version: JudgeVersion, precedent_set: PrecedentSet | None, item_hash: str) -> str:
@@ -148,10 +206,11 @@ def _prompt_cache_key(version: JudgeVersion, request) -> str:
 def judge_run_estimate(*, version: JudgeVersion, sample: Sample) -> RunEstimate:
     """Items, tokens and cost before confirming, from the prompt size of a few sampled items."""
     items = list(Item.objects.filter(sample_items__sample=sample).select_related("query", "document"))
-    precedent_set = precedent_set_snapshot(policy=version.policy_version.policy) if version.precedent_k else None
+    # A page shows the estimate, and pages never write: the snapshot is looked up, not taken.
+    precedent_set = precedent_set_preview(policy=version.policy_version.policy) if version.precedent_k else None
     # Items judged before under this very version, policy and precedent set: reused for free. (The
     # run may reuse more: any item whose exact prompt was judged before, see _prompt_cache_key.)
-    cached = Judgment.objects.filter(
+    cached = 0 if precedent_set is not None and precedent_set.pk is None else Judgment.objects.filter(
         judge_version=version, policy_version=version.policy_version, precedent_set=precedent_set,
         item_hash__in=[i.hash for i in items], status=Judgment.Status.OK,
     ).values("item_hash").distinct().count()
@@ -162,8 +221,77 @@ def judge_run_estimate(*, version: JudgeVersion, sample: Sample) -> RunEstimate:
     to_judge = len(items) - cached
     tokens_in = int(sum(per_item_in) * (to_judge / len(items))) if items else 0
     tokens_out = to_judge * min(version.max_tokens, 150)
+    budget = judge_run_prompt_budget(version=version, sample=sample, precedent_set=precedent_set) if items else None
     return RunEstimate(items=len(items), cached=cached, tokens_in=tokens_in, tokens_out=tokens_out,
-                       cost=version.cost(tokens_in, tokens_out).quantize(Decimal("0.0001")))
+                       cost=version.cost(tokens_in, tokens_out).quantize(Decimal("0.0001")), budget=budget)
+
+
+def endpoint_context_tokens(*, endpoint_name: str, model: str) -> tuple[int | None, str]:
+    """The context window of `model` at an endpoint, and where that figure came from.
+
+    The server's own answer first (llama.cpp and vLLM say; OpenAI does not), remembered for a few
+    minutes per process; else SAGE_ENDPOINT_<NAME>_CONTEXT_TOKENS; else (None, "").
+    """
+    endpoint = settings.SAGE_JUDGE_ENDPOINTS.get(endpoint_name) or {}
+    if endpoint.get("base_url"):
+        key = "sage:judge-context:" + hashlib.sha256(f"{endpoint['base_url']}|{model}".encode()).hexdigest()[:32]
+        reported = cache.get(key)
+        if reported is None:
+            reported = probe_context_tokens(endpoint["base_url"], endpoint.get("api_key") or "", model) or 0
+            cache.set(key, reported, CONTEXT_CACHE_S)
+        if reported:
+            return reported, "reported by the server"
+    if endpoint.get("context_tokens"):
+        return endpoint["context_tokens"], f"SAGE_ENDPOINT_{endpoint_name.upper().replace('-', '_')}_CONTEXT_TOKENS"
+    return None, ""
+
+
+def _server_token_count(version: JudgeVersion, text: str) -> int | None:
+    """`text` counted by the endpoint server's tokenizer; a server without one is not asked again for a while."""
+    endpoint = settings.SAGE_JUDGE_ENDPOINTS.get(version.endpoint_name) or {}
+    if not endpoint.get("base_url"):
+        return None
+    key = "sage:judge-no-tokenizer:" + hashlib.sha256(endpoint["base_url"].encode()).hexdigest()[:32]
+    if cache.get(key):
+        return None
+    counted = count_tokens(endpoint["base_url"], endpoint.get("api_key") or "", version.model_name, text)
+    if counted is None:
+        cache.set(key, True, CONTEXT_CACHE_S)
+    return counted
+
+
+def judge_run_prompt_budget(*, version: JudgeVersion, sample: Sample,
+                            precedent_set: PrecedentSet | None) -> PromptBudget:
+    """Estimate the run's largest prompt: the sample item with the most text the prompt keeps, shown
+    with the k precedents of the set that take the most room. An upper bound for every item."""
+    config = judge_config(version)
+    policy = version.policy_version
+    kept = (Least(Length("query__text"), Value(QUERY_MAX_CHARS)) + Least(Length("document__title"), Value(TITLE_MAX_CHARS))
+            + Least(Length("document__url"), Value(URL_MAX_CHARS))
+            + Least(Length("document__body"), Value(version.doc_char_budget)))
+    item = (Item.objects.filter(sample_items__sample=sample).select_related("query", "document")
+            .annotate(kept=kept).order_by("-kept", "pk").first())
+    if item is None:
+        return PromptBudget(0, version.max_tokens, None, "")
+    shown: list[PrecedentExample] = []
+    if version.precedent_k and precedent_set is not None and precedent_set.size:
+        room = (Least(Length("query"), Value(QUERY_MAX_CHARS)) + Least(Length("title"), Value(TITLE_MAX_CHARS))
+                + Least(Length("body"), Value(precedent_body_budget(config)))
+                + Least(Length("rationale"), Value(PRECEDENT_RATIONALE_MAX_CHARS)))
+        members = [member[0] for member in precedent_set.members]
+        largest = (Precedent.objects.filter(policy_id=precedent_set.policy_id, pk__in=members).annotate(room=room)
+                   .order_by("-room", "pk")[:version.precedent_k])
+        shown = [PrecedentExample(query=p.query, title=p.title, body=p.body, labels=p.labels, rationale=p.rationale,
+                                  clause=p.clause) for p in largest]
+    request = build_request(policy.text, policy.parsed_rubric(), shown, _judge_items([item])[0], config)
+    context, source = endpoint_context_tokens(endpoint_name=version.endpoint_name, model=version.model_name)
+    counted = None
+    if context is not None:
+        # Local servers, where contexts are small, tokenize for us; messages_token_estimate's framing on top.
+        counted = _server_token_count(version, "\n".join(m["content"] for m in request.messages))
+    prompt_tokens = (counted + 4 * len(request.messages)) if counted else messages_token_estimate(request.messages)
+    return PromptBudget(prompt_tokens=prompt_tokens, answer_tokens=version.max_tokens, context_tokens=context,
+                        context_source=source, counted=bool(counted))
 
 
 def judge_run_start(*, version: JudgeVersion, sample: Sample, user: AbstractUser | None,
@@ -172,14 +300,20 @@ def judge_run_start(*, version: JudgeVersion, sample: Sample, user: AbstractUser
 
     _require(user, Role.ANALYST, "run judges")
     if version.backend == JudgeVersion.Backend.IMPORTED:
-        raise JudgeError("An imported judge has no model to run; import its labels instead.")
+        raise JudgeError("An imported judge has no model to run; import its labels instead (the judge's page, "
+                         "manage.py import_judgments, or POST /judges/api/judges/<id>/imports/).")
     if sample.item_count == 0:
         raise JudgeError(f"Sample {sample.name!r} has no items.")
     if version.judge.surface_id != sample.surface_id:
         raise JudgeError("The judge and the sample belong to different surfaces.")
     precedent_set = precedent_set_snapshot(policy=version.policy_version.policy) if version.precedent_k else None
+    problem = judge_run_prompt_budget(version=version, sample=sample, precedent_set=precedent_set).problem(
+        version.endpoint_name)
+    if problem:
+        raise JudgeError(problem)
     run = JudgeRun.objects.create(judge_version=version, sample=sample, precedent_set=precedent_set,
-                                  total_items=sample.item_count, bypass_cache=bypass_cache, created_by=user)
+                                  total_items=sample.item_count, bypass_cache=bypass_cache, created_by=user,
+                                  heartbeat_at=timezone.now())
     transaction.on_commit(lambda: judge_run_execute_task.delay(run.pk))
     return run
 
@@ -195,14 +329,31 @@ def judge_run_cancel(*, run: JudgeRun, user: AbstractUser | None) -> bool:
 
 
 def judge_run_resume(*, run: JudgeRun, user: AbstractUser | None) -> bool:
-    """Queue the still-unjudged items of a failed, cancelled or stalled run again."""
+    """Queue the still-unjudged items of a run that did not succeed (failed, finished with errors,
+    cancelled or stalled) again. Items that ended in an error keep their judgment and are not redone."""
     from .tasks import judge_run_execute_task
 
     _require(user, Role.ANALYST, "resume runs")
     changed = JudgeRun.objects.filter(pk=run.pk).exclude(status=JudgeRun.Status.SUCCEEDED).update(
-        status=JudgeRun.Status.QUEUED, cancel_requested_at=None, finished_at=None, message="Resumed.")
+        status=JudgeRun.Status.QUEUED, cancel_requested_at=None, finished_at=None, message="Resumed.",
+        heartbeat_at=timezone.now(), stall_resumes=0)
     if changed:
         transaction.on_commit(lambda: judge_run_execute_task.delay(run.pk))
+    return changed == 1
+
+
+def judge_run_fail(*, run_id: int, reason: str) -> bool:
+    """End an active run as failed with `reason`; the judgments it made are kept and counted.
+
+    Called when a run's task raised after its retries, and by the stall sweep. False when the run
+    had already ended (a cancel, or another failure, came first).
+    """
+    now = timezone.now()
+    changed = JudgeRun.objects.filter(pk=run_id, status__in=JudgeRun.ACTIVE).update(
+        status=JudgeRun.Status.FAILED, finished_at=now, message=reason[:4000])
+    if changed:
+        _recount(run_id)
+        logger.warning("judge run %s failed: %s", run_id, reason)
     return changed == 1
 
 
@@ -220,8 +371,9 @@ def judge_run_execute(*, run_id: int) -> int:
     from .tasks import judge_run_chunk_task
 
     now = timezone.now()
+    # A resumed run keeps its first start, so its elapsed time and throughput span the whole run.
     claimed = JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.QUEUED).update(
-        status=JudgeRun.Status.RUNNING, started_at=now, heartbeat_at=now)
+        status=JudgeRun.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), heartbeat_at=now)
     if not claimed:
         return 0  # already claimed by a redelivered task, cancelled, or finished
     run = JudgeRun.objects.get(pk=run_id)
@@ -289,15 +441,21 @@ def _copy_cached(run: JudgeRun, items: dict[int, Item], keys: dict[int, str]) ->
 
 
 def _backend_for(version: JudgeVersion):
-    endpoint = settings.SAGE_JUDGE_ENDPOINTS[version.endpoint_name]
+    endpoint = settings.SAGE_JUDGE_ENDPOINTS.get(version.endpoint_name)
+    if endpoint is None:
+        # The web server knew the endpoint (the version was saved); this worker was set up otherwise.
+        known = ", ".join(sorted(settings.SAGE_JUDGE_ENDPOINTS)) or "none"
+        raise JudgeError(f"Endpoint {version.endpoint_name!r} is not configured on this worker (it knows: {known}); "
+                         "give every worker the web server's SAGE_ENDPOINTS and SAGE_ENDPOINT_* variables.")
     return get_backend(version.backend, base_url=endpoint["base_url"], api_key=endpoint["api_key"])
 
 
 def judge_run_chunk(*, run_id: int, item_ids: list[int]) -> int:
     """Judge the items of one chunk that have no judgment in this run yet; returns how many."""
+    # A chunk that starts proves the run alive; the same UPDATE tells whether it still runs.
+    if not JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(heartbeat_at=timezone.now()):
+        return 0  # cancelled, failed or finished meanwhile
     run = JudgeRun.objects.select_related("judge_version__policy_version__policy", "precedent_set").get(pk=run_id)
-    if run.status != JudgeRun.Status.RUNNING:
-        return 0
     pending_ids = _pending_item_ids(run, item_ids)
     items = list(Item.objects.filter(pk__in=pending_ids).select_related("query", "document"))
     judged = _judge_with_backend(run, items) if items else 0
@@ -346,14 +504,22 @@ def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
         if len(buffer) >= FLUSH_EVERY or time.monotonic() - last["flush"] > FLUSH_EVERY_S:
             flush()
 
-    last_check = [0.0, False]
+    last_check = {"at": 0.0, "beat": time.monotonic(), "stop": False}
 
     def cancelled() -> bool:
-        # One cheap query a second at most, however many outcomes arrive.
-        if time.monotonic() - last_check[0] > 1.0:
-            last_check[0] = time.monotonic()
-            last_check[1] = not JudgeRun.objects.filter(pk=run.pk, status=JudgeRun.Status.RUNNING).exists()
-        return last_check[1]
+        # One cheap query a second at most, however many outcomes arrive. Every HEARTBEAT_EVERY_S it
+        # is an UPDATE of the heartbeat instead, so a chunk waiting on a slow model is not taken for
+        # a dead one by the stall sweep.
+        now = time.monotonic()
+        if now - last_check["at"] > 1.0:
+            last_check["at"] = now
+            running = JudgeRun.objects.filter(pk=run.pk, status=JudgeRun.Status.RUNNING)
+            if now - last_check["beat"] > HEARTBEAT_EVERY_S:
+                last_check["beat"] = now
+                last_check["stop"] = not running.update(heartbeat_at=timezone.now())
+            else:
+                last_check["stop"] = not running.exists()
+        return last_check["stop"]
 
     broker = settings.CELERY_BROKER_URL
     limiter = make_rate_limiter(config, redis_url=broker if broker.startswith("redis") else None,
@@ -365,27 +531,158 @@ def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
     return len(requests)
 
 
-def judge_run_refresh(*, run_id: int) -> JudgeRun:
-    """Recompute counters from the judgments table and finish the run when every item has one."""
+def _recount(run_id: int, **also: Any) -> None:
+    """Recompute a run's counters from its judgments (never incremented, so nothing counts twice),
+    writing the fields in `also` in the same UPDATE."""
     totals = Judgment.objects.filter(run_id=run_id).aggregate(
         done=Count("id"), errors=Count("id", filter=Q(status=Judgment.Status.ERROR)),
         cached=Count("id", filter=Q(cached_from__isnull=False)),
         tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost"),
     )
-    now = timezone.now()
     JudgeRun.objects.filter(pk=run_id).update(
         done_items=totals["done"], error_items=totals["errors"], cached_items=totals["cached"],
-        tokens_in=totals["tokens_in"] or 0, tokens_out=totals["tokens_out"] or 0, cost=totals["cost"] or 0,
-        heartbeat_at=now,
+        tokens_in=totals["tokens_in"] or 0, tokens_out=totals["tokens_out"] or 0, cost=totals["cost"] or 0, **also,
     )
+
+
+# What to tell the user about the most common error kinds, beyond their names.
+_ERROR_HINTS = {
+    "context_length": "the prompts exceed the model's context window: shorten the policy, lower the precedents "
+                      "per prompt or the document budget, or use a model with a longer context",
+    "connection_error": "the endpoint could not be reached",
+    "permanent": "the endpoint refused the requests; see an item's error for its message",
+}
+
+
+def _errors_summary(run_id: int) -> str:
+    kinds = list(Judgment.objects.filter(run_id=run_id, status=Judgment.Status.ERROR).values_list("error_kind")
+                 .annotate(n=Count("id")).order_by("-n", "error_kind")[:3])
+    text = ", ".join(f"{kind or 'unknown'} ({n})" for kind, n in kinds)
+    hint = _ERROR_HINTS.get(kinds[0][0]) if kinds else None
+    return f"{text}; {hint}" if hint else text
+
+
+def _ending(run: JudgeRun) -> tuple[str, str]:
+    """The terminal status and message of a run whose every item has a judgment."""
+    errors, done = run.error_items, run.done_items
+    if not errors:
+        return JudgeRun.Status.SUCCEEDED, ""
+    summary = _errors_summary(run.pk)
+    if errors >= done:
+        return JudgeRun.Status.FAILED, f"Every item ({errors}) ended in an error: {summary}."
+    if errors * 100 > done * settings.SAGE_JUDGE_ERROR_PERCENT:
+        return (JudgeRun.Status.WITH_ERRORS,
+                f"{errors} of {done} items ({errors * 100 // done}%) ended in an error, more than the "
+                f"{settings.SAGE_JUDGE_ERROR_PERCENT}% a run may have and still succeed: {summary}.")
+    return JudgeRun.Status.SUCCEEDED, f"{errors} item(s) ended in a recorded error: {summary}."
+
+
+def judge_run_refresh(*, run_id: int) -> JudgeRun:
+    """Recompute counters from the judgments table (a heartbeat too) and end the run when every item
+    has a judgment: succeeded, finished with errors or failed by its share of errors."""
+    now = timezone.now()
+    _recount(run_id, heartbeat_at=now)
     run = JudgeRun.objects.get(pk=run_id)
     if run.status == JudgeRun.Status.RUNNING and run.done_items >= run.total_items:
+        status, message = _ending(run)
         JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(
-            status=JudgeRun.Status.SUCCEEDED, finished_at=now,
-            message=f"{run.error_items} item(s) ended in a recorded error." if run.error_items else "",
-        )
+            status=status, finished_at=now, message=message)
         run.refresh_from_db()
     return run
+
+
+# --- the stall sweep -------------------------------------------------------------------------
+
+@dataclass
+class SweepReport:
+    resumed: list[int]
+    failed: list[int]
+    finished: list[int]
+    deferred: str = ""  # why stalled runs were left alone this time
+
+    def __str__(self) -> str:
+        if self.deferred:
+            return f"Sweep deferred: {self.deferred}."
+        parts = [f"{what} {', '.join(f'#{pk}' for pk in pks)}" for what, pks in
+                 (("resumed", self.resumed), ("failed", self.failed), ("finished", self.finished)) if pks]
+        return f"Stalled runs: {'; '.join(parts)}." if parts else "No stalled runs."
+
+
+def _broker_backlog() -> int | None:
+    """Messages waiting in the task queue, or None when the broker cannot say."""
+    from kombu.exceptions import ChannelError
+
+    from sage.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            try:
+                declared = connection.default_channel.queue_declare(
+                    queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True)
+            except ChannelError:
+                return 0  # Redis has no key for an empty queue
+            return declared.message_count
+    except Exception:  # noqa: BLE001 - the sweep must go on when the broker is down
+        logger.warning("could not read the broker's queue length", exc_info=True)
+        return None
+
+
+def judge_runs_sweep(*, stall_s: int | None = None, max_resumes: int | None = None,
+                     check_backlog: bool = True) -> SweepReport:
+    """Resume active runs whose heartbeat is older than `stall_s`; fail those resumed `max_resumes`
+    times in a row without a new judgment.
+
+    A heartbeat stops when a worker died mid-chunk or a task message was lost (the filesystem
+    broker loses the message of a killed worker; Redis redelivers it only after its visibility
+    timeout). Chunks that merely wait in the queue behind other work look the same from the
+    database, so while the broker holds waiting messages the sweep leaves stalled runs alone.
+    Resuming queues the run's unjudged items again; a chunk that still turns up later finds them
+    judged. Safe to run from several places at once: each step is a conditional UPDATE.
+    """
+    stall_s = settings.SAGE_JUDGE_STALL_S if stall_s is None else stall_s
+    max_resumes = settings.SAGE_JUDGE_STALL_RESUMES if max_resumes is None else max_resumes
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=stall_s)
+    stale = Q(status__in=JudgeRun.ACTIVE) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+    report = SweepReport(resumed=[], failed=[], finished=[])
+    candidates = list(JudgeRun.objects.filter(stale).order_by("pk"))
+    if not candidates:
+        return report
+    if check_backlog:
+        backlog = _broker_backlog()
+        if backlog:
+            report.deferred = (f"{backlog} task(s) wait in the queue; runs {[r.pk for r in candidates]} may be "
+                               "waiting behind them")
+            return report
+    from .tasks import judge_run_execute_task
+
+    for run in candidates:
+        done = Judgment.objects.filter(run=run).count()
+        if run.status == JudgeRun.Status.RUNNING and done >= run.total_items:
+            # The worker died between its last judgment and ending the run.
+            judge_run_refresh(run_id=run.pk)
+            report.finished.append(run.pk)
+            continue
+        resumes = run.stall_resumes + 1 if done <= run.stall_done_items else 1
+        quiet = int((now - (run.heartbeat_at or run.created_at)).total_seconds())
+        # Conditional on the state read above, so two sweeps never act on one run twice.
+        this_run = JudgeRun.objects.filter(pk=run.pk, status=run.status, heartbeat_at=run.heartbeat_at)
+        if resumes > max_resumes:
+            if this_run.update(status=JudgeRun.Status.FAILED, finished_at=now, message=(
+                    f"Stalled: no sign of progress for {quiet} s, and {max_resumes} automatic resume(s) "
+                    f"judged nothing more ({done} of {run.total_items} items have a judgment). A worker may "
+                    "keep dying on these items, or no worker is running. Judgments made are kept; Resume to "
+                    "try again.")):
+                _recount(run.pk)
+                report.failed.append(run.pk)
+            continue
+        if this_run.update(status=JudgeRun.Status.QUEUED, heartbeat_at=now, stall_resumes=resumes,
+                           stall_done_items=done, message=(
+                               f"No sign of progress for {quiet} s: resumed automatically "
+                               f"({resumes} of {max_resumes} without progress).")):
+            transaction.on_commit(lambda pk=run.pk: judge_run_execute_task.delay(pk))
+            report.resumed.append(run.pk)
+    return report
 
 
 # --- imported labels -------------------------------------------------------------------------
@@ -395,17 +692,21 @@ class LabelImportReport:
     rows: int
     errors: list[tuple[int, str]]
     run: JudgeRun | None = None
+    skipped: int = 0  # lines for items outside the sample, with `skip_unmatched`
 
 
-def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes], user: AbstractUser | None,
+def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes] | None, user: AbstractUser | None,
                      key_fields: tuple[str, str] = ("query_id", "doc_id"), skip_unmatched: bool = False,
-                     transform=None) -> LabelImportReport:
+                     transform=None, rows: Iterable[tuple[int, dict | str]] | None = None,
+                     dry_run: bool = False) -> LabelImportReport:
     """Load labels produced elsewhere as a finished run of an `imported` judge: all rows or none.
 
     Each JSONL line: {"query_id", "doc_id", "labels": {dimension: int}, "rationale"?} where the ids
     are the query's and document's external ids; every sample item must get exactly one line. With
     `skip_unmatched`, lines for items outside the sample are skipped (a file covering a larger set);
-    `transform(row) -> row` adapts another tool's row shape before validation.
+    `transform(row) -> row` adapts another tool's row shape before validation. `rows` replaces the
+    JSONL stream with (line number, row or problem) pairs (`judges.io` reads CSV, qrels and field
+    mappings that way); a `dry_run` checks everything and writes nothing.
     """
     _require(user, Role.ANALYST, "import judge labels")
     if version.backend != JudgeVersion.Backend.IMPORTED:
@@ -414,9 +715,9 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
     items = {(i.query.external_id, i.document.external_id): i for i in
              Item.objects.filter(sample_items__sample=sample).select_related("query", "document")}
     errors: list[tuple[int, str]] = []
-    rows: dict[int, tuple[dict, str]] = {}
-    count = 0
-    for number, row in jsonl_rows(stream):
+    found: dict[int, tuple[dict, str]] = {}
+    count = skipped = 0
+    for number, row in (rows if rows is not None else jsonl_rows(stream)):
         count += 1
         if isinstance(row, str):
             errors.append((number, row))
@@ -427,6 +728,7 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
         item = items.get(key)
         if item is None and skip_unmatched:
             count -= 1
+            skipped += 1
             continue
         if item is None:
             errors.append((number, f"no item of sample {sample.name!r} has {key_fields[0]}={key[0]!r}, {key_fields[1]}={key[1]!r}"))
@@ -435,15 +737,17 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
         if problems:
             errors.append((number, "; ".join(problems)))
             continue
-        if item.pk in rows:
+        if item.pk in found:
             errors.append((number, f"a second line for {key_fields[0]}={key[0]}, {key_fields[1]}={key[1]}"))
             continue
-        rows[item.pk] = (row["labels"], str(row.get("rationale") or "")[:4000])
-    missing = len(items) - len(rows)
+        found[item.pk] = (row["labels"], str(row.get("rationale") or "")[:4000])
+    missing = len(items) - len(found)
     if not errors and missing:
-        errors.append((0, f"{missing} item(s) of the sample have no line in the file"))
-    if errors:
-        return LabelImportReport(rows=count, errors=errors)
+        absent = [k for k, i in items.items() if i.pk not in found][:3]
+        examples = ", ".join(f"{key_fields[0]}={k[0]} {key_fields[1]}={k[1]}" for k in absent)
+        errors.append((0, f"{missing} item(s) of the sample have no line in the file, e.g. {examples}"))
+    if errors or dry_run:
+        return LabelImportReport(rows=count, errors=errors, skipped=skipped)
     now = timezone.now()
     with transaction.atomic():
         run = JudgeRun.objects.create(judge_version=version, sample=sample, status=JudgeRun.Status.RUNNING,
@@ -454,7 +758,7 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
                      judge_version=version, policy_version_id=version.policy_version_id,
                      rubric_hash=version.policy_version.rubric_hash, item_hash=hashes[item_id],
                      cache_key=_cache_key(version, None, hashes[item_id]), raw_response=json.dumps({"labels": labels}))
-            for item_id, (labels, rationale) in rows.items()
+            for item_id, (labels, rationale) in found.items()
         ], batch_size=1000)
         run = judge_run_refresh(run_id=run.pk)
-    return LabelImportReport(rows=count, errors=[], run=run)
+    return LabelImportReport(rows=count, errors=[], run=run, skipped=skipped)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import io_views, views
 
 app_name = "judges"
 urlpatterns = [
@@ -14,4 +14,8 @@ urlpatterns = [
     path("judgments/<int:pk>/", views.judgment_detail, name="judgment"),
     path("api/runs/", views.api_runs, name="api-runs"),
     path("api/runs/<int:pk>/", views.api_run, name="api-run"),
+    # Labels in and out (issue 12): judges/io_views.py.
+    path("<int:pk>/import/", io_views.judge_import, name="import"),
+    path("runs/<int:pk>/export/", io_views.run_export, name="run-export"),
+    path("api/judges/<int:pk>/imports/", io_views.api_judgments_import, name="api-judgments-import"),
 ]

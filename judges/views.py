@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from sage.api import ApiError, api_view
+from sage.params import parse_int
 from sage.roles import Role, has_role
 from traffic.models import Sample
 
@@ -32,7 +34,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def judge_new(request: HttpRequest) -> HttpResponse:
     if not has_role(request.user, Role.ANALYST):
-        return HttpResponseForbidden("Only analysts and admins can create judges.")
+        raise PermissionDenied("Only analysts and admins can create judges.")
     form = JudgeCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -53,7 +55,7 @@ def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = JudgeVersionForm(request.POST or None, initial=JudgeVersionForm.initial_from(latest))
     if request.method == "POST":
         if not has_role(request.user, Role.ANALYST):
-            return HttpResponseForbidden("Only analysts and admins can edit judges.")
+            raise PermissionDenied("Only analysts and admins can edit judges.")
         if form.is_valid():
             try:
                 version = judge_version_create(judge=judge, user=request.user,
@@ -67,12 +69,19 @@ def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "judge": judge, "versions": judge.versions.select_related("policy_version__policy"), "form": form,
         "runs": JudgeRun.objects.filter(judge_version__judge=judge).select_related("sample", "judge_version")[:30],
         "can_run": has_role(request.user, Role.ANALYST),
+        "import_form": _import_form(judge) if latest and latest.backend == JudgeVersion.Backend.IMPORTED else None,
     })
+
+
+def _import_form(judge: Judge):
+    from .io_forms import JudgmentImportForm
+
+    return JudgmentImportForm(judge=judge)
 
 
 def run_new(request: HttpRequest) -> HttpResponse:
     if not has_role(request.user, Role.ANALYST):
-        return HttpResponseForbidden("Only analysts and admins can run judges.")
+        raise PermissionDenied("Only analysts and admins can run judges.")
     form = RunStartForm(request.POST or request.GET or None)
     estimate = None
     if form.is_bound and form.is_valid():
@@ -159,8 +168,11 @@ def api_runs(request: HttpRequest) -> JsonResponse:
 
     try:
         body = json.loads(request.body or b"{}")
-        version = JudgeVersion.objects.get(pk=int(body["judge_version"]))
-        sample = Sample.objects.get(pk=int(body["sample"]))
+        version_id, sample_id = parse_int(body["judge_version"], minimum=1), parse_int(body["sample"], minimum=1)
+        if version_id is None or sample_id is None:
+            raise ValueError
+        version = JudgeVersion.objects.get(pk=version_id)
+        sample = Sample.objects.get(pk=sample_id)
     except (ValueError, KeyError, TypeError):
         raise ApiError("Send JSON with integer 'judge_version' and 'sample' (and optional 'bypass_cache').") from None
     except (JudgeVersion.DoesNotExist, Sample.DoesNotExist) as exc:

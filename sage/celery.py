@@ -1,4 +1,8 @@
-"""The Celery application: configured from Django settings (CELERY_* names)."""
+"""The Celery application: configured from Django settings (CELERY_* names).
+
+Its beat schedule (CELERY_BEAT_SCHEDULE) runs the judge-run stall sweep; a worker started with
+`--beat`, as `./run demo` starts it, or a separate `celery -A sage beat` sends it.
+"""
 
 import os
 

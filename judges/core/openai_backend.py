@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import re
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,22 @@ from .types import JudgeConfig, JudgeOutcome, JudgeRequest
 
 # Statuses the provider documents as "try again" besides 429 and 5xx.
 _RETRYABLE_4XX = {408: "timeout", 409: "server_error"}
+
+# How servers say a prompt (plus max_tokens) exceeds the model's context: OpenAI, vLLM and
+# llama-cpp-python send code "context_length_exceeded" and "This model's maximum context length is
+# N tokens..."; llama.cpp's own server sends type "exceed_context_size_error", "...exceeds the
+# available context size...".
+_CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error"}
+_CONTEXT_MESSAGE = re.compile(r"maximum context length|context (length|window|size)|exceeds? (the )?(available )?context",
+                              re.IGNORECASE)
+
+
+def _context_overflow(exc: openai.APIStatusError) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    markers = {str(exc.code or ""), str(getattr(exc, "type", "") or ""), str(error.get("code") or ""),
+               str(error.get("type") or "")}
+    return bool(markers & _CONTEXT_CODES) or bool(_CONTEXT_MESSAGE.search(str(exc.message)))
 
 
 @dataclass
@@ -61,6 +80,69 @@ def response_format(schema: dict[str, Any], json_mode: str) -> dict[str, Any]:
     # llama.cpp answers HTTP 500 to json_schema but compiles a schema riding on json_object into a
     # grammar; OpenAI-proper ignores the extra key and only guarantees JSON.
     return {"type": "json_object", "schema": schema}
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _json_request(url: str, api_key: str, timeout_s: float, body: dict[str, Any] | None = None) -> Any:
+    """GET (or POST `body`) and decode JSON; None when unreachable, refused (404...) or not JSON."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=timeout_s) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _server_root(base_url: str) -> str:
+    return base_url.rstrip("/").removesuffix("/v1")
+
+
+def probe_context_tokens(base_url: str, api_key: str, model: str, *, timeout_s: float = 3.0) -> int | None:
+    """The context window the server reports for `model`, or None where it does not say.
+
+    llama.cpp's server: GET /props (beside /v1) → default_generation_settings.n_ctx, the context a
+    request gets. vLLM: GET /v1/models → max_model_len; LM Studio and routers: context_length.
+    OpenAI and llama-cpp-python's server report nothing, so their endpoints need
+    SAGE_ENDPOINT_<NAME>_CONTEXT_TOKENS. Never raises: an unreachable server just does not say.
+    """
+    props = _json_request(f"{_server_root(base_url)}/props", api_key, timeout_s)
+    if isinstance(props, dict):
+        generation = props.get("default_generation_settings")
+        n_ctx = _positive_int(generation.get("n_ctx") if isinstance(generation, dict) else None)
+        if n_ctx or _positive_int(props.get("n_ctx")):
+            return n_ctx or props["n_ctx"]
+    models = _json_request(f"{base_url.rstrip('/')}/models", api_key, timeout_s)
+    data = models.get("data") if isinstance(models, dict) else None
+    entries = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+    entry = next((m for m in entries if m.get("id") == model), entries[0] if len(entries) == 1 else {})
+    for key in ("max_model_len", "context_length", "context_window"):
+        if _positive_int(entry.get(key)):
+            return entry[key]
+    return None
+
+
+def count_tokens(base_url: str, api_key: str, model: str, text: str, *, timeout_s: float = 3.0) -> int | None:
+    """`text` in the model's own tokens, where the server offers its tokenizer; else None.
+
+    llama-cpp-python: POST /extras/tokenize/count → count. llama.cpp's server: POST /tokenize →
+    tokens. OpenAI has no such endpoint. A local server busy generating may not answer in time;
+    then the caller falls back to its estimate.
+    """
+    root = _server_root(base_url)
+    counted = _json_request(f"{root}/extras/tokenize/count", api_key, timeout_s, {"input": text, "model": model})
+    if isinstance(counted, dict) and _positive_int(counted.get("count")):
+        return counted["count"]
+    tokens = _json_request(f"{root}/tokenize", api_key, timeout_s, {"content": text})
+    if isinstance(tokens, dict) and isinstance(tokens.get("tokens"), list) and tokens["tokens"]:
+        return len(tokens["tokens"])
+    return None
 
 
 def _aiohttp_available() -> bool:
@@ -177,6 +259,8 @@ class OpenAIBackend(JudgeBackend):
             if exc.status_code in _RETRYABLE_4XX:
                 raise TransientError(f"HTTP {exc.status_code}: {exc.message}",
                                      kind=_RETRYABLE_4XX[exc.status_code]) from exc
+            if exc.status_code in (400, 413) and _context_overflow(exc):
+                raise PermanentError(f"HTTP {exc.status_code}: {exc.message}", kind="context_length") from exc
             raise PermanentError(f"HTTP {exc.status_code}: {exc.message}") from exc
         latency_ms = (time.perf_counter() - started) * 1000
         return _completion(response, latency_ms)

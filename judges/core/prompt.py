@@ -42,8 +42,8 @@ PRECEDENT_RATIONALE_MAX_CHARS = 1000
 def estimate_tokens(text: str) -> int:
     """Rough token count: about 4 characters per token for English under BPE tokenizers.
 
-    Only for estimates (the tokens/minute limiter, the cost preview); accounting uses the provider's
-    `usage` figures.
+    Only for estimates (the tokens/minute limiter, the cost preview, the check against the model's
+    context before a run); accounting uses the provider's `usage` figures.
     """
     return math.ceil(len(text) / 4)
 
@@ -211,5 +211,4 @@ def build_request(
         messages=messages,
         schema=rubric_json_schema(rubric, config.rationale_max_chars),
         rubric=rubric,
-        prompt_tokens_estimate=messages_token_estimate(messages),
     )

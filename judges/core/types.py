@@ -15,20 +15,6 @@ from policy.rubric import Rubric
 # but constrains output with a grammar when the schema rides on a json_object response_format.
 JsonMode = Literal["json_schema", "json_object_schema"]
 
-# The kinds of per-item error an outcome can carry; the run page groups errors by these.
-ERROR_KINDS = (
-    "rate_limited",       # 429 after every retry
-    "server_error",       # 5xx after every retry
-    "timeout",            # no answer within timeout_s after every retry
-    "connection_error",   # could not reach the endpoint after every retry
-    "invalid_json",       # output (and its one repair) was not JSON matching the schema
-    "out_of_scale",       # output (and its one repair) had a label outside the rubric's scale
-    "missing_field",      # output (and its one repair) lacked a dimension or the rationale
-    "permanent",          # 4xx other than 408/409/429: retrying cannot help
-    "internal_error",     # a bug on our side while judging this item; recorded, not raised
-)
-
-
 @dataclass(frozen=True)
 class JudgeItem:
     """One (query, result document) pair to judge. All text fields are untrusted."""
@@ -95,13 +81,18 @@ class JudgeRequest:
     messages: list[dict[str, str]]
     schema: dict[str, Any]
     rubric: Rubric
-    # Rough prompt size, for the tokens/minute limiter before the call (usage is only known after).
-    prompt_tokens_estimate: int = 0
 
 
 @dataclass(frozen=True)
 class JudgeOutcome:
-    """What judging one item produced. Exactly one of `labels` / `error_kind` is set."""
+    """What judging one item produced. Exactly one of `labels` / `error_kind` is set.
+
+    `error_kind` names what went wrong, and the run page groups errors by it: rate_limited,
+    server_error, timeout, connection_error (each after every retry); context_length (the prompt
+    does not fit the model's context); permanent (another 4xx); invalid_json, out_of_scale,
+    missing_field (the answer, and its one repair, did not match the rubric); internal_error (a bug
+    on our side while judging the item, recorded rather than raised).
+    """
 
     item_id: int
     labels: dict[str, int] | None

@@ -7,6 +7,11 @@ the same request always gets the same labels. Faults are drawn per request at co
     429 with Retry-After · 500 · timeout (sleep past the client's timeout, or drop the connection)
     · malformed JSON content · out-of-scale labels
 
+With `context_tokens` set, a request whose prompt (counted as its `usage` counts it) plus max_tokens
+exceeds it is refused as llama-cpp-python's server refuses it (HTTP 400, code
+"context_length_exceeded"), and GET /props reports it as llama.cpp's server does unless
+`report_context` is off (llama-cpp-python's server has no /props).
+
 The draw for the n-th time a given conversation arrives is a hash of (seed, conversation, n), so a
 run's faults are reproducible whatever order concurrent requests arrive in. `script` overrides the
 rates with an exact sequence of outcomes for tests that need one.
@@ -49,6 +54,8 @@ class FaultConfig:
     timeout_sleep_s: float = 30.0
     timeout_mode: Literal["sleep", "drop"] = "sleep"
     seed: int = 0
+    context_tokens: int | None = None
+    report_context: bool = True
     # Outcomes (names from OUTCOMES) served to the next requests in order, before rates apply.
     script: list[str] = field(default_factory=list)
 
@@ -101,7 +108,7 @@ class FaultServer:
         with self._lock:
             return {
                 "requests": sum(self._counts.values()),
-                "by_outcome": {o: self._counts.get(o, 0) for o in OUTCOMES},
+                "by_outcome": {o: self._counts.get(o, 0) for o in (*OUTCOMES, "context_length")},
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "config": {k: v for k, v in asdict(self.config).items() if k != "script"},
@@ -118,6 +125,7 @@ class FaultServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/props", self.props)
         app.router.add_get("/stats", self.stats_view)
         app.router.add_post("/stats/reset", self.reset_view)
         return app
@@ -125,6 +133,12 @@ class FaultServer:
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
             {"id": "fault-model", "object": "model", "created": 0, "owned_by": "sage-tests"}]})
+
+    async def props(self, request: web.Request) -> web.Response:
+        if self.config.context_tokens is None or not self.config.report_context:
+            return web.json_response({"error": {"message": "Not Found", "type": "not_found_error"}}, status=404)
+        return web.json_response({"default_generation_settings": {"n_ctx": self.config.context_tokens},
+                                  "total_slots": 1})
 
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -140,6 +154,12 @@ class FaultServer:
         except (ValueError, KeyError, TypeError):
             return _error(400, "invalid_request_error", "body must be JSON with messages")
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
+        overflow = self._context_overflow(body, messages)
+        if overflow is not None:
+            with self._lock:
+                self._counts["context_length"] += 1
+                self.log.append((time.monotonic(), key, "context_length"))
+            return overflow
         outcome = self.choose(key)
         with self._lock:
             self._counts[outcome] += 1
@@ -178,9 +198,7 @@ class FaultServer:
             content = '{"rationale": "this answer stops in the middle of a str'
         else:
             content = json.dumps(_answer_for(schema, messages, key, out_of_scale=outcome == "out_of_scale"))
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
-        usage = {"prompt_tokens": math.ceil(prompt_chars / 4) + 4 * len(messages),
-                 "completion_tokens": math.ceil(len(content) / 4)}
+        usage = {"prompt_tokens": _prompt_tokens(messages), "completion_tokens": math.ceil(len(content) / 4)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return web.json_response({
             "id": f"chatcmpl-fault-{key}-{time.monotonic_ns()}",
@@ -191,6 +209,18 @@ class FaultServer:
                          "finish_reason": "stop", "logprobs": None}],
             "usage": usage,
         })
+
+    def _context_overflow(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> web.Response | None:
+        context = self.config.context_tokens
+        prompt = _prompt_tokens(messages)
+        completion = body.get("max_tokens") or 0
+        if context is None or prompt + completion <= context:
+            return None
+        return web.json_response({"error": {
+            "message": (f"This model's maximum context length is {context} tokens. However, you requested "
+                        f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+                        "Please reduce the length of the messages or completion."),
+            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}, status=400)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
@@ -210,6 +240,11 @@ class FaultServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    # The judges' own estimate (messages_token_estimate): a test can put a prompt just over the edge.
+    return sum(math.ceil(len(str(m.get("content", ""))) / 4) + 4 for m in messages)
 
 
 def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -292,12 +327,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout-sleep", type=float, default=30.0, help="how long a timeout fault stalls")
     parser.add_argument("--timeout-mode", choices=["sleep", "drop"], default="sleep")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--context-tokens", type=int, default=None,
+                        help="refuse prompts + max_tokens over this many tokens, and report it at /props")
     args = parser.parse_args(argv)
     server = FaultServer(FaultConfig(
         latency_ms=args.latency_ms, rate_429=args.rate_429, rate_500=args.rate_500,
         rate_timeout=args.rate_timeout, rate_malformed=args.rate_malformed,
         rate_out_of_scale=args.rate_out_of_scale, retry_after_s=args.retry_after,
         timeout_sleep_s=args.timeout_sleep, timeout_mode=args.timeout_mode, seed=args.seed,
+        context_tokens=args.context_tokens,
     ))
 
     async def serve() -> None:

@@ -91,3 +91,37 @@ def test_the_drill_down_shows_the_prompt_with_untrusted_text_escaped(client, fau
     html = client.get(f"/judges/judgments/{j.pk}/").content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "BEGIN DATA" in html
+
+
+def test_the_estimate_checks_the_prompt_against_the_context_and_a_start_is_refused(client, endpoint):
+    from tests.judges.helpers import lengthen
+
+    endpoint(context_tokens=900)
+    version, sample, analyst = judge_setup(queries=1, depth=2, max_tokens=300)
+    client.force_login(analyst)
+    fits = client.get(f"/judges/runs/new/?version={version.pk}&sample={sample.pk}").content.decode()
+    assert "of a 900-token context (reported by the server)" in fits and "cannot start" not in fits
+    lengthen(sample, 1)
+    html = client.get(f"/judges/runs/new/?version={version.pk}&sample={sample.pk}").content.decode()
+    assert "too long, the run cannot start" in html
+    response = client.post("/judges/runs/new/", {"version": version.pk, "sample": sample.pk, "confirm": "1"})
+    assert response.status_code == 200 and not JudgeRun.objects.exists()
+    assert "The prompts do not fit the model&#x27;s context" in response.content.decode()
+
+
+def test_a_failed_run_page_shows_a_banner_and_does_not_poll(client, fault_endpoint, django_capture_on_commit_callbacks):
+    from judges.services import judge_run_fail, judge_run_start
+
+    version, sample, analyst = judge_setup(queries=1, depth=2)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = judge_run_start(version=version, sample=sample, user=analyst)
+    client.force_login(analyst)
+    assert 'hx-trigger="every 1s"' in client.get(f"/judges/runs/{run.pk}/").content.decode()
+    judge_run_fail(run_id=run.pk, reason="A worker task failed while judging a chunk of items: boom.")
+    fragment = client.get(f"/judges/runs/{run.pk}/", headers={"HX-Request": "true", "HX-Target": "run-status"})
+    assert fragment["HX-Refresh"] == "true"  # the last poll reloads the page once
+    page = client.get(f"/judges/runs/{run.pk}/").content.decode()
+    assert 'id="run-banner"' in page and "This run failed." in page and "boom." in page
+    assert "hx-trigger" not in page
+    index = client.get("/judges/").content.decode()
+    assert 'data-status="failed">Failed</span>' in index and "A worker task failed while judging" in index

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from judges.core.backends import BACKENDS, get_backend, parse_retry_after
 from judges.core.engine import run_requests_sync
-from judges.core.openai_backend import OpenAIBackend, _completion, response_format
+from judges.core.openai_backend import (
+    OpenAIBackend,
+    _completion,
+    count_tokens,
+    probe_context_tokens,
+    response_format,
+)
 from judges.testing.fault_server import running_fault_server
 
 from .conftest import make_config, make_requests
@@ -96,6 +106,101 @@ def test_a_client_error_is_permanent_and_not_retried():
     assert outcome.error_kind == "permanent"
     assert "404" in outcome.error_message
     assert outcome.attempts == 1
+
+
+def test_a_prompt_over_the_models_context_is_a_context_length_error_and_not_retried():
+    with running_fault_server(context_tokens=300) as server:
+        [outcome] = judge_all(server.base_url, max_tokens=200, max_retries=5)
+        assert server.stats()["requests"] == 1
+    assert outcome.error_kind == "context_length" and outcome.attempts == 1
+    assert outcome.error_message.startswith("HTTP 400:")
+    assert "This model's maximum context length is 300 tokens" in outcome.error_message
+
+
+@contextmanager
+def serving(routes: dict[str, tuple[int, object]]):
+    """A loopback HTTP server answering GET and POST on each path with (status, JSON body)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            status, body = routes.get(self.path, (404, {"error": "not found"}))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.answer()
+
+        do_GET = answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("error", [
+    # llama.cpp's own server
+    {"code": 400, "type": "exceed_context_size_error", "n_prompt_tokens": 3012, "n_ctx": 2048,
+     "message": "the request exceeds the available context size, try increasing it"},
+    # vLLM (no code, only the message)
+    {"object": "error", "type": "BadRequestError", "code": 400,
+     "message": "This model's maximum context length is 2048 tokens. However, you requested 3100 tokens."},
+])
+def test_every_servers_way_of_saying_the_prompt_is_too_long_is_a_context_length_error(error):
+    with serving({"/v1/chat/completions": (400, {"error": error})}) as url:
+        [outcome] = judge_all(url)
+    assert outcome.error_kind == "context_length", outcome.error_message
+
+
+def test_another_bad_request_stays_permanent():
+    error = {"message": "Invalid value for 'temperature'", "type": "invalid_request_error", "code": "invalid_value"}
+    with serving({"/v1/chat/completions": (400, {"error": error})}) as url:
+        [outcome] = judge_all(url)
+    assert outcome.error_kind == "permanent"
+
+
+def test_the_context_window_is_read_from_servers_that_report_it():
+    with running_fault_server(context_tokens=2048) as llama_cpp_like:
+        assert probe_context_tokens(llama_cpp_like.base_url, "", "fault-model") == 2048  # GET /props
+    vllm = {"/v1/models": (200, {"object": "list", "data": [
+        {"id": "other", "max_model_len": 8192}, {"id": "served", "object": "model", "max_model_len": 32768}]})}
+    with serving(vllm) as url:
+        assert probe_context_tokens(url, "key", "served") == 32768
+        assert probe_context_tokens(url, "key", "unknown") is None  # two models, neither is it
+    routers = {"/v1/models": (200, {"data": [{"id": "m", "context_length": 128000}]})}
+    with serving(routers) as url:
+        assert probe_context_tokens(url, "", "m") == 128000
+
+
+def test_servers_that_do_not_say_give_no_context_window():
+    with running_fault_server(context_tokens=2048, report_context=False) as server:
+        # llama-cpp-python's server: no /props, models without a context length.
+        assert probe_context_tokens(server.base_url, "", "fault-model") is None
+    with serving({"/props": (200, {"default_generation_settings": {"n_ctx": "big"}})}) as url:
+        assert probe_context_tokens(url, "", "m") is None
+    with running_fault_server() as gone:
+        url = gone.base_url
+    assert probe_context_tokens(url, "", "m", timeout_s=1) is None  # unreachable: no answer, no error
+
+
+def test_prompts_are_counted_with_the_servers_tokenizer_where_it_offers_one():
+    with serving({"/extras/tokenize/count": (200, {"count": 1234})}) as llama_cpp_python:
+        assert count_tokens(llama_cpp_python, "", "local", "some text") == 1234
+    with serving({"/tokenize": (200, {"tokens": [1, 2, 3]})}) as llama_cpp:
+        assert count_tokens(llama_cpp, "", "local", "some text") == 3
+    with running_fault_server() as openai_like:
+        assert count_tokens(openai_like.base_url, "", "m", "some text") is None
 
 
 def test_an_unreachable_endpoint_is_a_connection_error_after_retries():

@@ -10,6 +10,7 @@ from judges.core.prompt import (
     compile_messages,
     estimate_tokens,
     fence,
+    messages_token_estimate,
     prompt_text,
 )
 from judges.core.types import PrecedentExample
@@ -129,12 +130,18 @@ def test_the_same_inputs_give_the_same_prompt():
     assert nonce_of(user_message(make_item(body="different"))) != nonce_of(first)
 
 
-def test_build_request_carries_schema_rubric_and_estimate():
+def test_build_request_carries_schema_and_rubric():
     request = build_request(POLICY, make_rubric(), [], make_item(7), make_config())
     assert request.item_id == 7
     assert set(request.schema["required"]) == {"rationale", "relevance", "freshness"}
-    assert request.prompt_tokens_estimate >= estimate_tokens(prompt_text(request.messages)) * 0.9
+    assert request.rubric == make_rubric()
     assert PROMPT_TEMPLATE_VERSION == "v1"
+
+
+def test_the_message_estimate_counts_every_message_with_its_framing():
+    request = build_request(POLICY, make_rubric(), [], make_item(7), make_config())
+    contents = [m["content"] for m in request.messages]
+    assert messages_token_estimate(request.messages) == sum(estimate_tokens(c) + 4 for c in contents)
 
 
 def test_prompt_text_shows_each_role_and_message():

@@ -12,7 +12,8 @@ from traffic.models import Sample
 
 class Command(BaseCommand):
     help = ("Start a judge run (judge version × sample) on the Celery workers and follow it with a progress bar; "
-            "or follow/resume/cancel an existing run. Exits 1 if the run fails or is cancelled.")
+            "or follow/resume/cancel an existing run. Exits 1 unless the run succeeds (failed, finished with errors, "
+            "cancelled).")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--judge-version", type=int, help="JudgeVersion id")
@@ -70,4 +71,4 @@ class Command(BaseCommand):
         self.stdout.write(f"Run {run.pk} {run.status}: {run.done_items}/{run.total_items} judged, "
                           f"{run.error_items} errors, {run.cached_items} cached, ${run.cost:.4f}. {run.message}")
         if run.status != JudgeRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} ended {run.status}.")
+            raise CommandError(f"Run {run.pk} ended {run.get_status_display().lower()}.")
