@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from policy.models import Policy
+from sage.params import is_key, parse_int
 
 from .models import Precedent
 
@@ -34,8 +35,10 @@ def precedents_for_list(filters: PrecedentFilters) -> QuerySet[Precedent]:
                        | Q(rationale__icontains=filters.q))
     if filters.label and "=" in filters.label:
         key, _, value = filters.label.partition("=")
-        if value.lstrip("-").isdigit():
-            qs = qs.filter(**{f"labels__{key.strip()}": int(value)})
+        number = parse_int(value)
+        # The key becomes part of an ORM lookup: only a plain dimension key may get there.
+        if number is not None and is_key(key.strip()):
+            qs = qs.filter(**{f"labels__{key.strip()}": number})
     if filters.tag:
         # JSON containment is not portable to SQLite, so match tags in Python on the filtered rows.
         ids = [pk for pk, tags in qs.values_list("id", "tags") if filters.tag in (tags or [])]

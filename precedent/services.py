@@ -197,13 +197,25 @@ def precedents_retire(*, precedents: Iterable[Precedent], user: AbstractUser) ->
     return _set_status(precedents, Precedent.Status.RETIRED, user, "retired")
 
 
-def precedent_set_snapshot(*, policy: Policy) -> PrecedentSet:
-    """The set of currently accepted precedents, frozen and content-addressed (get or create)."""
+def _accepted_members(policy: Policy) -> tuple[list[tuple[int, str]], str]:
     members = list(
         Precedent.objects.filter(policy=policy, status=Precedent.Status.ACCEPTED)
         .order_by("id").values_list("id", "content_hash")
     )
-    digest = hashlib.sha256(json.dumps(members).encode()).hexdigest()
+    return members, hashlib.sha256(json.dumps(members).encode()).hexdigest()
+
+
+def precedent_set_preview(*, policy: Policy) -> PrecedentSet:
+    """The snapshot of the currently accepted precedents, as `precedent_set_snapshot` would return it,
+    without writing: the stored one when it exists, else an unsaved one (pk None). For pages."""
+    members, digest = _accepted_members(policy)
+    found = PrecedentSet.objects.filter(policy=policy, hash=digest).first()
+    return found or PrecedentSet(policy=policy, hash=digest, members=[list(m) for m in members], size=len(members))
+
+
+def precedent_set_snapshot(*, policy: Policy) -> PrecedentSet:
+    """The set of currently accepted precedents, frozen and content-addressed (get or create)."""
+    members, digest = _accepted_members(policy)
     try:
         with transaction.atomic():
             snapshot, _ = PrecedentSet.objects.get_or_create(

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from policy.models import Policy
+from sage.params import id_param, int_param, parse_int
 from sage.roles import Role, has_role
 
 from .forms import ImportForm, PrecedentForm
-from .io import precedents_export, precedents_import
+from .io import precedent_label_keys, precedents_export, precedents_import
 from .models import Precedent
 from .selectors import PrecedentFilters, precedent_facets, precedents_for_list
 from .services import (
@@ -24,10 +26,17 @@ from .services import (
 
 
 def _filters(request: HttpRequest) -> PrecedentFilters:
-    policy_id = request.GET.get("policy", "")
-    policy = Policy.objects.filter(pk=policy_id).first() if policy_id.isdigit() else None
+    policy_id = id_param(request.GET, "policy")
+    policy = Policy.objects.filter(pk=policy_id).first() if policy_id else None
     return PrecedentFilters(policy=policy, **{k: request.GET.get(k, "").strip()
                                               for k in ("status", "clause", "tag", "label", "q")})
+
+
+def _export_querystring(request: HttpRequest) -> str:
+    params = request.GET.copy()
+    for name in ("page", "format"):
+        params.pop(name, None)
+    return params.urlencode()
 
 
 @require_GET
@@ -38,6 +47,7 @@ def precedent_list(request: HttpRequest) -> HttpResponse:
         "page": page, "filters": filters, "facets": precedent_facets(filters.policy),
         "policies": Policy.objects.all(), "statuses": Precedent.Status.choices,
         "can_edit": has_role(request.user, Role.REVIEWER), "querystring": request.GET.urlencode(),
+        "export_querystring": _export_querystring(request),
     }
     template = "precedent/list.html#results" if request.htmx and request.htmx.target == "results" else "precedent/list.html"
     return render(request, template, context)
@@ -45,7 +55,7 @@ def precedent_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def precedent_bulk(request: HttpRequest) -> HttpResponse:
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    ids = [i for i in (parse_int(raw, minimum=1) for raw in request.POST.getlist("ids")) if i is not None]
     action = request.POST.get("action")
     precedents = list(Precedent.objects.filter(pk__in=ids).select_related("policy"))
     if not precedents:
@@ -66,15 +76,15 @@ def precedent_bulk(request: HttpRequest) -> HttpResponse:
 
 
 def _policy_for_new(request: HttpRequest) -> Policy | None:
-    policy_id = request.GET.get("policy") or request.POST.get("policy")
-    if policy_id and str(policy_id).isdigit():
+    policy_id = id_param(request.GET, "policy") or id_param(request.POST, "policy")
+    if policy_id:
         return Policy.objects.filter(pk=policy_id).first()
     return Policy.objects.first()
 
 
 def precedent_new(request: HttpRequest) -> HttpResponse:
     if not has_role(request.user, Role.REVIEWER):
-        return HttpResponseForbidden("Only reviewers and admins can add precedents.")
+        raise PermissionDenied("Only reviewers and admins can add precedents.")
     policy = _policy_for_new(request)
     version = policy.latest_published() if policy else None
     if version is None:
@@ -102,11 +112,11 @@ def precedent_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = PrecedentForm(request.POST or None, version=version, initial=PrecedentForm.initial_from(precedent))
     if request.method == "POST":
         if not has_role(request.user, Role.REVIEWER):
-            return HttpResponseForbidden("Only reviewers and admins can edit precedents.")
+            raise PermissionDenied("Only reviewers and admins can edit precedents.")
         if form.is_valid():
             try:
                 precedent_update(precedent=precedent, data=form.to_data(), user=request.user,
-                                 expected_revision=int(request.POST.get("revision", "0")),
+                                 expected_revision=int_param(request.POST, "revision", -1),
                                  note=request.POST.get("note", "") or "edited")
             except StalePrecedentError as exc:
                 form.add_error(None, str(exc))
@@ -128,7 +138,7 @@ def precedent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def precedent_import(request: HttpRequest) -> HttpResponse:
     if not has_role(request.user, Role.REVIEWER):
-        return HttpResponseForbidden("Only reviewers and admins can import precedents.")
+        raise PermissionDenied("Only reviewers and admins can import precedents.")
     form = ImportForm(request.POST or None, request.FILES or None, initial={"dry_run": True})
     report = None
     if request.method == "POST" and form.is_valid():
@@ -139,7 +149,12 @@ def precedent_import(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             if report.ok and not report.dry_run:
-                messages.success(request, f"Imported {report.created} precedent(s).")
+                skipped = f"; {len(report.skipped)} identical row(s) skipped" if report.skipped else ""
+                near = f"; {len(report.duplicates)} possible duplicate(s) to check" if report.duplicates else ""
+                messages.success(request, f"Imported {report.created} precedent(s){skipped}{near}.")
+                if report.duplicates:
+                    # Show which ones: the report page lists them with their lines.
+                    return render(request, "precedent/import.html", {"form": form, "report": report})
                 return redirect("precedent:list")
     return render(request, "precedent/import.html", {"form": form, "report": report},
                   status=422 if report is not None and not report.ok else 200)
@@ -147,12 +162,13 @@ def precedent_import(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def precedent_export(request: HttpRequest) -> StreamingHttpResponse:
+    # The same filters as the list page: its export links carry the page's current query string.
     filters = _filters(request)
     fmt = "csv" if request.GET.get("format") == "csv" else "jsonl"
-    policy = filters.policy or Policy.objects.first()
-    keys = policy.latest_published().parsed_rubric().keys if policy and policy.latest_published() else []
+    precedents = precedents_for_list(filters)
+    keys = precedent_label_keys(precedents) if fmt == "csv" else []
     response = StreamingHttpResponse(
-        precedents_export(precedents_for_list(filters).iterator(), fmt, keys),
+        precedents_export(precedents.iterator(), fmt, keys),
         content_type="text/csv" if fmt == "csv" else "application/x-ndjson",
     )
     response["Content-Disposition"] = f'attachment; filename="precedents.{fmt}"'

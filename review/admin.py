@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Assignment, HumanLabel, ReviewQueue
+from .models import Assignment, ExternalAssessor, HumanLabel, ReviewQueue
 
 
 @admin.register(ReviewQueue)
@@ -26,3 +26,9 @@ class HumanLabelAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # Labels are never edited in place: corrections are new revisions (review.services.human_label_correct).
         return False
+
+
+@admin.register(ExternalAssessor)
+class ExternalAssessorAdmin(admin.ModelAdmin):
+    list_display = ("user", "created_by", "created_at")
+    raw_id_fields = ("user", "created_by")

@@ -1,4 +1,4 @@
-"""The demo's human labels: NIST's labels as a reviewer "nist-assessor", and a queue for the demo users."""
+"""The demo's human labels: NIST's labels under the external assessor "nist-assessor", and a queue for the demo users."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _nist_lines() -> list[bytes]:
         for line in fh:
             row = json.loads(line)
             if (query_hash(row["query"]), row["doc_id"]) in known:
-                lines.append(json.dumps({"reviewer": NIST_USERNAME, "query": row["query"], "doc_id": row["doc_id"],
+                lines.append(json.dumps({"assessor": NIST_USERNAME, "query": row["query"], "doc_id": row["doc_id"],
                                          "labels": {"relevance": row["label"]}}).encode() + b"\n")
     return lines
 

@@ -102,3 +102,21 @@ class HumanLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer} on {self.item} r{self.revision}"
+
+
+class ExternalAssessor(models.Model):
+    """An account that holds labels made outside SAGE (NIST, a vendor, another tool), one per named
+    assessor. It cannot sign in and is no person's account, so an imported label never stands in a
+    reviewer's name nor replaces what someone labelled in the app (`human_label_import`)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
+                                related_name="external_assessor")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="who imported the first labels under this name")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} (external assessor)"

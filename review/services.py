@@ -8,6 +8,8 @@ from typing import IO, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -18,7 +20,7 @@ from sage.roles import Role, has_role
 from traffic.models import Item, Sample, SampleItem
 from traffic.rows import ImportRowError, decoded_lines, jsonl_objects, query_hash
 
-from .models import MAX_RATIONALE_CHARS, Assignment, HumanLabel, ReviewQueue
+from .models import MAX_RATIONALE_CHARS, Assignment, ExternalAssessor, HumanLabel, ReviewQueue
 
 
 class ReviewError(Exception):
@@ -154,6 +156,9 @@ def _label_write(*, item_id: int, reviewer: AbstractBaseUser, policy_version: Po
                         .filter(item_id=item_id, reviewer=reviewer, is_latest=True).first())
             if expected_latest is not None and (previous is None or previous.pk != expected_latest.pk):
                 raise StaleLabelError("This label was revised since you opened it; review the latest revision.")
+            if (source == HumanLabel.Source.IMPORT and previous is not None
+                    and previous.source != HumanLabel.Source.IMPORT):
+                raise LabelError("An imported label never replaces a label made in the app.")
             if previous is not None:
                 HumanLabel.objects.filter(pk=previous.pk).update(is_latest=False)
             return HumanLabel.objects.create(
@@ -243,39 +248,76 @@ def _label_row_item_ids(line_no: int, row: dict, by_hash: dict[str, int]) -> lis
     raise ImportRowError(line_no, "name the item: 'item' (hash), or 'query' and 'doc_id'")
 
 
+class _DryRun(Exception):
+    """Raised at the end of a dry run's transaction so that everything it wrote is rolled back."""
+
+
+def _assessor_account(name: Any, *, line_no: int, importer: AbstractBaseUser | None,
+                      cache: dict[str, AbstractBaseUser], created: list[str]) -> AbstractBaseUser:
+    """The external assessor account that holds the labels a file attributes to `name`, made on
+    first use. A person's account is refused: an import must never speak in a reviewer's name."""
+    name = str(name).strip()
+    if name in cache:
+        return cache[name]
+    User = get_user_model()
+    try:
+        UnicodeUsernameValidator()(name)
+        if len(name) > 150:
+            raise ValidationError("too long")
+    except ValidationError:
+        raise ImportRowError(line_no, f"assessor {name!r} is not a valid account name "
+                                      "(letters, digits and @ . + - _, at most 150)") from None
+    account = User.objects.filter(username=name).first()
+    if account is None:
+        account = User(username=name, is_active=False)
+        account.set_unusable_password()  # holds labels; nobody signs in as an external assessor
+        account.save()
+        ExternalAssessor.objects.create(user=account, created_by=importer)
+        created.append(name)
+    elif not ExternalAssessor.objects.filter(user=account).exists():
+        labelled_in_app = HumanLabel.objects.filter(reviewer=account).exclude(source=HumanLabel.Source.IMPORT).exists()
+        if account.has_usable_password() or account.is_superuser or account.groups.exists() or labelled_in_app:
+            raise ImportRowError(line_no, f"{name!r} is a SAGE user: imported labels are never written in a "
+                                          "person's name; name an external assessor instead (e.g. "
+                                          f"'{name}-import'), whose account is made on import")
+        # An account made for imported labels before external assessors existed (the demo's NIST).
+        ExternalAssessor.objects.create(user=account, created_by=importer)
+    cache[name] = account
+    return account
+
+
 def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: PolicyVersion,
-                       user: AbstractBaseUser | None, default_reviewer: AbstractBaseUser | None = None,
-                       skip_unknown_items: bool = False) -> dict[str, int]:
+                       user: AbstractBaseUser | None, default_assessor: str = "",
+                       skip_unknown_items: bool = False, dry_run: bool = False) -> dict[str, Any]:
     """Import labels from JSONL, one transaction, streaming. One object per line:
 
-        {"reviewer": "username", "query": "...", "doc_id": "...", "labels": {"relevance": 2}, "rationale": "..."}
+        {"assessor": "nist", "query": "...", "doc_id": "...", "labels": {"relevance": 2}, "rationale": "..."}
+
+    Imported labels are their own source: each is held by an external assessor account named by
+    `assessor` (`reviewer` is accepted as an older spelling; `default_assessor` serves lines without
+    a name), made on first use and never a person's account, and records the importer as its
+    writer. So an import never replaces what a reviewer labelled in the app; where a triager has
+    corrected an imported label since, the correction is kept and the line counted as `kept`.
 
     An item is named by `item` (its hash) or by `query` + `doc_id`; `label: N` is short for the overall
     dimension. Re-importing identical labels changes nothing; a changed label becomes a new revision.
+    A dry run checks every line and writes nothing (the report is the same).
     """
     if user is not None and not has_role(user, Role.ANALYST):
         raise ReviewPermissionError("Only analysts and admins can import labels.")
     rubric = policy_version.parsed_rubric()
-    users: dict[str, AbstractBaseUser] = {}
-    stats = {"created": 0, "unchanged": 0, "skipped": 0}
-    User = get_user_model()
+    assessors: dict[str, AbstractBaseUser] = {}
+    stats: dict[str, Any] = {"created": 0, "unchanged": 0, "skipped": 0, "kept": 0, "new_assessors": []}
     try:
         with transaction.atomic():
             for chunk, error in _label_chunks(jsonl_objects(decoded_lines(source))):
                 by_hash = _item_ids_by_hash({str(row["item"]) for _, row in chunk if row.get("item")})
                 for line_no, row in chunk:
-                    username = row.get("reviewer")
-                    if username:
-                        if username not in users:
-                            found = User.objects.filter(username=username).first()
-                            if found is None:
-                                raise ImportRowError(line_no, f"unknown reviewer {username!r}")
-                            users[username] = found
-                        reviewer = users[username]
-                    elif default_reviewer is not None:
-                        reviewer = default_reviewer
-                    else:
-                        raise ImportRowError(line_no, "missing field 'reviewer'")
+                    name = row.get("assessor") or row.get("reviewer") or default_assessor
+                    if not name:
+                        raise ImportRowError(line_no, "missing field 'assessor' (who made this label)")
+                    reviewer = _assessor_account(name, line_no=line_no, importer=user, cache=assessors,
+                                                 created=stats["new_assessors"])
                     item_ids = _label_row_item_ids(line_no, row, by_hash)
                     if not item_ids:
                         if skip_unknown_items:
@@ -292,6 +334,9 @@ def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: P
                         raise ImportRowError(line_no, "; ".join(problems))
                     rationale = str(row.get("rationale") or "")
                     latest = HumanLabel.objects.filter(item_id=item_ids[0], reviewer=reviewer, is_latest=True).first()
+                    if latest is not None and latest.source != HumanLabel.Source.IMPORT:
+                        stats["kept"] += 1  # a person's correction outranks the file
+                        continue
                     if (latest is not None and latest.policy_version_id == policy_version.pk
                             and latest.labels == labels and latest.rationale == rationale.strip()):
                         stats["unchanged"] += 1
@@ -305,6 +350,10 @@ def human_label_import(*, source: IO[bytes] | Iterable[bytes], policy_version: P
                     stats["created"] += 1
                 if error is not None:
                     raise error
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
     except ImportRowError as exc:
         raise ReviewError(f"Nothing was imported: {exc}") from None
     return stats

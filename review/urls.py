@@ -9,6 +9,7 @@ urlpatterns = [
     path("queues/", views.queue_create_view, name="queue-create"),
     path("labels/import/", views.label_import_view, name="label-import"),
     path("queues/<int:pk>/", views.queue_detail, name="queue-detail"),
+    path("queues/<int:pk>/labels/export/", views.queue_labels_export_view, name="queue-labels-export"),
     path("queues/<int:pk>/label/", views.label_next, name="label"),
     path("queues/<int:pk>/label/<int:assignment_id>/", views.label_item, name="label-item"),
     path("queues/<int:pk>/label/<int:assignment_id>/submit/", views.label_submit, name="label-submit"),

@@ -4,12 +4,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from sage.params import int_param
+from sage.api import ApiError, api_view
 from sage.roles import Role, has_role
 
+from .exports import queue_labels_export
 from .forms import LabelImportForm, QueueForm
 from .models import Assignment, ReviewQueue
 from .selectors import label_history, previous_assignment, queue_agreement, queue_progress, queues_for
@@ -31,6 +34,9 @@ def _index(request: HttpRequest, *, queue_form: QueueForm | None = None, import_
     return render(request, "review/index.html", {
         "queues": queues if is_analyst else queues.filter(reviewers=request.user),
         "can_manage": is_analyst,
+        # "Label" only on the queues this user may label (as _queue_for_reviewer checks), not a dead end.
+        "labelling": (set(request.user.review_queues.values_list("pk", flat=True))
+                      if has_role(request.user, Role.REVIEWER) else set()),
         "queue_form": queue_form or QueueForm(),
         "import_form": import_form or LabelImportForm(),
     }, status=status)
@@ -65,11 +71,18 @@ def label_import_view(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             stats = human_label_import(source=form.cleaned_data["file"], user=request.user,
-                                       policy_version=form.cleaned_data["policy_version"])
+                                       policy_version=form.cleaned_data["policy_version"],
+                                       default_assessor=form.cleaned_data["default_assessor"],
+                                       dry_run=form.cleaned_data["dry_run"])
         except ReviewError as exc:
             form.add_error("file", str(exc))
         else:
-            messages.success(request, f"Labels imported: {stats['created']} new, {stats['unchanged']} unchanged.")
+            summary = (f"{stats['created']} new, {stats['unchanged']} unchanged, {stats['kept']} kept (corrected in "
+                       f"triage), new external assessors: {', '.join(stats['new_assessors']) or 'none'}.")
+            if form.cleaned_data["dry_run"]:
+                messages.info(request, f"Dry run, nothing imported — every line is valid: {summary}")
+                return _index(request, import_form=form)
+            messages.success(request, f"Labels imported: {summary}")
             return redirect("review:index")
     return _index(request, import_form=form, status=400)
 
@@ -152,21 +165,20 @@ def label_submit(request: HttpRequest, pk: int, assignment_id: int) -> HttpRespo
     rubric = queue.policy_version.parsed_rubric()
     labels: dict[str, Any] = {}
     for dim in rubric.dimensions:
-        raw = request.POST.get(f"dim-{dim.key}", "").strip()
-        if raw.lstrip("-").isdigit():
-            labels[dim.key] = int(raw)
+        value = int_param(request.POST, f"dim-{dim.key}")
+        if value is not None:
+            labels[dim.key] = value
     rationale = request.POST.get("rationale", "")
-    time_spent = request.POST.get("time_spent_ms", "")
     try:
         human_label_submit(assignment=assignment, labels=labels, rationale=rationale, user=request.user,
-                           time_spent_ms=int(time_spent) if time_spent.isdigit() else None)
+                           time_spent_ms=int_param(request.POST, "time_spent_ms", minimum=0, maximum=2**31 - 1))
     except ReviewPermissionError as exc:
         raise PermissionDenied(str(exc)) from None
     except ReviewError as exc:
-        # htmx swaps only 2xx answers; a full-page post gets a 400.
+        # A 422 either way: sage.js swaps a 4xx fragment rendered for its own target (#labeller), so the
+        # reviewer sees the error beside what they entered.
         return _render_labeller(request, queue, assignment, error=str(exc),
-                                posted={"labels": labels, "rationale": rationale},
-                                status=200 if request.htmx else 400)
+                                posted={"labels": labels, "rationale": rationale}, status=422)
     if not request.htmx:
         return redirect("review:label", pk=queue.pk)
     return _render_labeller(request, queue, assignment_next(queue=queue, reviewer=request.user))
@@ -181,3 +193,19 @@ def label_skip(request: HttpRequest, pk: int, assignment_id: int) -> HttpRespons
     if not request.htmx:
         return redirect("review:label", pk=queue.pk)
     return _render_labeller(request, queue, assignment_next(queue=queue, reviewer=request.user))
+
+
+# --- exports (issue 12) ------------------------------------------------------------------------------
+
+@api_view(methods=("GET",))
+def queue_labels_export_view(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The queue's labels as JSONL or spreadsheet-safe CSV (`?history=1`: every revision); a download
+    link on the queue page, and the same URL with a bearer token from a script."""
+    queue = ReviewQueue.objects.select_related("policy_version").filter(pk=pk).first()
+    if queue is None:
+        raise ApiError(f"No review queue {pk}.", status=404, code="not_found")
+    fmt = "csv" if request.GET.get("format") == "csv" else "jsonl"
+    response = StreamingHttpResponse(queue_labels_export(queue, fmt, history=request.GET.get("history") == "1"),
+                                     content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="queue-{queue.pk}-labels.{fmt}"'
+    return response

@@ -101,3 +101,40 @@ def test_export_streams_jsonl(client, reviewer):
     response = client.get(f"/precedents/export/?policy={v1.policy_id}&format=jsonl")
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [r["query"] for r in rows] == ["fleas"]
+
+
+# --- issue 12: exports follow the page --------------------------------------------------------------
+
+def _export(client, params: str) -> str:
+    return b"".join(client.get(f"/precedents/export/?{params}").streaming_content).decode()
+
+
+def test_export_applies_the_filters_on_the_page(client, reviewer):
+    v1 = publish_policy()
+    make_precedent(v1.policy, query="fleas", labels={"relevance": 3}, tags=["pets"])
+    make_precedent(v1.policy, query="spinach", labels={"relevance": 0}, accept=False)
+    client.force_login(reviewer)
+    # The filter form swaps only #results with htmx: the export links must be in that fragment.
+    html = client.get("/precedents/?status=accepted&tag=pets&page=1",
+                      headers={"HX-Request": "true", "HX-Target": "results"}).content.decode()
+    assert 'href="/precedents/export/?status=accepted&amp;tag=pets&amp;format=csv"' in html
+    rows = [json.loads(line) for line in _export(client, "status=accepted&tag=pets&format=jsonl").splitlines()]
+    assert [r["query"] for r in rows] == ["fleas"]
+    assert [json.loads(line)["query"] for line in _export(client, "q=spin&format=jsonl").splitlines()] == ["spinach"]
+
+
+def test_a_csv_export_of_every_policy_keeps_every_label_column(client, reviewer):
+    """Before: without a policy filter the columns came from the first policy only."""
+    import csv
+
+    from tests.policy_factories import FRESHNESS, rubric_json
+
+    plain = publish_policy()
+    fresh = publish_policy(slug="freshness", rubric=rubric_json(FRESHNESS))
+    make_precedent(plain.policy, query="fleas", labels={"relevance": 3})
+    make_precedent(fresh.policy, query="news", labels={"relevance": 2, "freshness": 1})
+    client.force_login(reviewer)
+    rows = {r["query"]: r for r in csv.DictReader(io.StringIO(_export(client, "format=csv")))}
+    assert rows["news"]["label_freshness"] == "1" and rows["news"]["label_relevance"] == "2"
+    assert rows["fleas"]["label_relevance"] == "3" and rows["fleas"]["label_freshness"] == ""
+    assert {rows["news"]["policy"], rows["fleas"]["policy"]} == {"relevance", "freshness"}

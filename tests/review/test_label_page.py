@@ -65,8 +65,24 @@ def test_a_missing_level_is_shown_and_nothing_saved(client, rita):
     assignment = Assignment.objects.get(reviewer=rita)
     response = client.post(f"/review/queues/{queue.pk}/label/{assignment.pk}/submit/", {"rationale": "x"},
                            HTTP_HX_REQUEST="true")
+    assert response.status_code == 422  # sage.js swaps a 4xx fragment rendered for #labeller
     assert "missing label for &#x27;relevance&#x27;" in response.content.decode()
     assert not HumanLabel.objects.exists()
+
+
+def test_the_label_form_is_a_real_post_form_even_before_htmx_takes_it_over(client, rita):
+    # A submit in the moment before htmx processes a new item's form is a native one: it must post
+    # the labels to the submit URL, never GET them into the page's URL.
+    queue = review_queue(reviewers=[rita], overlap=1, queries=2, depth=1)
+    client.force_login(rita)
+    html = client.get(f"/review/queues/{queue.pk}/label/").content.decode()
+    assignment = Assignment.objects.get(reviewer=rita)
+    submit = f"/review/queues/{queue.pk}/label/{assignment.pk}/submit/"
+    assert f'<form id="label-form" method="post" action="{submit}"' in html
+    assert 'name="csrfmiddlewaretoken"' in html.split('id="label-form"')[1].split("</form>")[0]
+    response = client.post(submit, {"dim-relevance": "1"})
+    assert response.status_code == 302 and response["Location"] == f"/review/queues/{queue.pk}/label/"
+    assert HumanLabel.objects.get().labels == {"relevance": 1}
 
 
 def test_skip_and_back(client, rita):

@@ -18,6 +18,9 @@ from review.services import (
     human_label_import,
     human_label_submit,
 )
+from django.contrib.auth import get_user_model
+
+from review.models import ExternalAssessor
 from tests.factories import UserFactory, review_queue
 
 pytestmark = pytest.mark.django_db
@@ -129,13 +132,12 @@ def _jsonl(rows):
 def test_label_import_is_atomic_and_idempotent(setup):
     rita, queue = setup
     analyst = UserFactory(username="queue-analyst")
-    UserFactory(username="nist-assessor")
     items = list(queue.sample.sample_items.select_related("item__query", "item__document"))
     rows = [{"reviewer": "nist-assessor", "query": si.item.query.text, "doc_id": si.item.document.external_id,
              "labels": {"relevance": 2, "completeness": 1}} for si in items[:2]]
     assert human_label_import(source=_jsonl(rows), policy_version=queue.policy_version, user=analyst)["created"] == 2
     again = human_label_import(source=_jsonl(rows), policy_version=queue.policy_version, user=analyst)
-    assert again == {"created": 0, "unchanged": 2, "skipped": 0}
+    assert again == {"created": 0, "unchanged": 2, "skipped": 0, "kept": 0, "new_assessors": []}
     bad = rows + [{"reviewer": "nist-assessor", "item": items[2].item.hash, "labels": {"relevance": 9, "completeness": 1}}]
     bad[0] = {**bad[0], "labels": {"relevance": 0, "completeness": 0}}
     with pytest.raises(ReviewError, match="line 3: relevance: 9 is outside the scale"):
@@ -143,15 +145,19 @@ def test_label_import_is_atomic_and_idempotent(setup):
     assert HumanLabel.objects.count() == 2 and not HumanLabel.objects.filter(revision=2).exists()
 
 
-def test_label_import_names_unknown_reviewers_and_items(setup):
+def test_label_import_names_bad_assessors_and_unknown_items(setup):
     rita, queue = setup
     analyst = UserFactory(username="queue-analyst")
-    with pytest.raises(ReviewError, match="line 1: unknown reviewer 'ghost'"):
-        human_label_import(source=_jsonl([{"reviewer": "ghost", "item": "x", "label": 1}]),
-                           policy_version=queue.policy_version, user=analyst)
     with pytest.raises(ReviewError, match="line 1: no such item"):
-        human_label_import(source=_jsonl([{"reviewer": "rita", "item": "x", "label": 1}]),
+        human_label_import(source=_jsonl([{"assessor": "ghost", "item": "x", "label": 1}]),
                            policy_version=queue.policy_version, user=analyst)
+    with pytest.raises(ReviewError, match="line 1: assessor 'no spaces' is not a valid account name"):
+        human_label_import(source=_jsonl([{"assessor": "no spaces", "item": "x", "label": 1}]),
+                           policy_version=queue.policy_version, user=analyst)
+    with pytest.raises(ReviewError, match="line 1: missing field 'assessor'"):
+        human_label_import(source=_jsonl([{"item": "x", "label": 1}]), policy_version=queue.policy_version,
+                           user=analyst)
+    assert not get_user_model().objects.filter(username="ghost").exists()  # rolled back with the import
 
 
 def test_label_import_resolves_item_hashes_chunk_by_chunk(setup, monkeypatch):
@@ -164,20 +170,105 @@ def test_label_import_resolves_item_hashes_chunk_by_chunk(setup, monkeypatch):
     rita, queue = setup
     analyst = UserFactory(username="queue-analyst")
     items = [si.item for si in queue.sample.sample_items.select_related("item")]
-    rows = [{"reviewer": "rita", "item": item.hash, "labels": {"relevance": n % 4, "completeness": 1}}
+    rows = [{"reviewer": "nist", "item": item.hash, "labels": {"relevance": n % 4, "completeness": 1}}
             for n, item in enumerate(items)]
     assert len(rows) > 4
     stats = human_label_import(source=_jsonl(rows), policy_version=queue.policy_version, user=analyst)
-    assert stats == {"created": len(rows), "unchanged": 0, "skipped": 0}
+    assert stats == {"created": len(rows), "unchanged": 0, "skipped": 0, "kept": 0, "new_assessors": ["nist"]}
     got = dict(HumanLabel.objects.filter(is_latest=True).values_list("item__hash", "labels__relevance"))
     assert got == {item.hash: n % 4 for n, item in enumerate(items)}
 
     both = {"relevance": 1, "completeness": 1}
-    bad = _jsonl([{"reviewer": "rita", "item": items[0].hash, "labels": both},
-                  {"reviewer": "rita", "item": "no-such-hash", "labels": both}]).getvalue() + b"{not json\n"
+    bad = _jsonl([{"reviewer": "nist", "item": items[0].hash, "labels": both},
+                  {"reviewer": "nist", "item": "no-such-hash", "labels": both}]).getvalue() + b"{not json\n"
     with pytest.raises(ReviewError, match="line 2: no such item"):
         human_label_import(source=io.BytesIO(bad), policy_version=queue.policy_version, user=analyst)
     with pytest.raises(ReviewError, match=r"line 3: bad JSON"):
         human_label_import(source=io.BytesIO(bad.replace(b"no-such-hash", items[1].hash.encode())),
                            policy_version=queue.policy_version, user=analyst)
     assert HumanLabel.objects.count() == len(rows)
+
+
+# --- imported labels are their own source (issue 12) --------------------------------------------
+
+def test_label_import_refuses_to_write_in_a_reviewers_name(setup):
+    """Before: an analyst's file naming "rita" wrote a label as rita, superseding what she labelled."""
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst", roles=["analyst"])
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    own = human_label_submit(assignment=assignment, labels={"relevance": 3, "completeness": 2}, rationale="mine",
+                             time_spent_ms=None, user=rita)
+    row = {"reviewer": "rita", "item": assignment.item.hash, "labels": {"relevance": 0, "completeness": 0}}
+    with pytest.raises(ReviewError, match="line 1: 'rita' is a SAGE user: imported labels are never written"):
+        human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst)
+    own.refresh_from_db()
+    assert own.is_latest and HumanLabel.objects.filter(reviewer=rita).count() == 1
+
+
+def test_imported_labels_belong_to_an_external_assessor_and_leave_app_labels_alone(setup):
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst", roles=["analyst"])
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    own = human_label_submit(assignment=assignment, labels={"relevance": 3, "completeness": 2}, rationale="mine",
+                             time_spent_ms=None, user=rita)
+    row = {"assessor": "vendor-x", "item": assignment.item.hash, "labels": {"relevance": 0, "completeness": 0}}
+    stats = human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst)
+    assert stats["created"] == 1 and stats["new_assessors"] == ["vendor-x"]
+    imported = HumanLabel.objects.get(reviewer__username="vendor-x")
+    assert imported.source == HumanLabel.Source.IMPORT and imported.created_by == analyst and imported.is_latest
+    vendor = imported.reviewer
+    assert not vendor.is_active and not vendor.has_usable_password() and not vendor.groups.exists()
+    assert ExternalAssessor.objects.get(user=vendor).created_by == analyst
+    own.refresh_from_db()
+    assert own.is_latest and own.labels == {"relevance": 3, "completeness": 2}
+
+
+def test_a_triage_correction_of_an_imported_label_survives_a_reimport(setup):
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst", roles=["analyst"])
+    item = queue.sample.sample_items.first().item
+    row = {"assessor": "nist", "item": item.hash, "labels": {"relevance": 0, "completeness": 0}}
+    human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst)
+    imported = HumanLabel.objects.get(reviewer__username="nist")
+    corrected = human_label_correct(label=imported, labels={"relevance": 3, "completeness": 2}, rationale="",
+                                    user=rita, reason="NIST missed the answer")
+    stats = human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst)
+    assert stats["kept"] == 1 and stats["created"] == 0
+    corrected.refresh_from_db()
+    assert corrected.is_latest and corrected.labels["relevance"] == 3
+
+
+def test_an_import_dry_run_writes_nothing(setup):
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst", roles=["analyst"])
+    item = queue.sample.sample_items.first().item
+    row = {"assessor": "nist", "item": item.hash, "labels": {"relevance": 1, "completeness": 1}}
+    stats = human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst, dry_run=True)
+    assert stats["created"] == 1 and stats["new_assessors"] == ["nist"]
+    assert not HumanLabel.objects.exists() and not get_user_model().objects.filter(username="nist").exists()
+
+
+def test_an_account_made_for_imports_before_external_assessors_is_adopted(setup):
+    """The demo's "nist-assessor" predates external assessors: no password, no role, no app labels."""
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst", roles=["analyst"])
+    legacy = get_user_model().objects.create(username="nist-assessor")
+    legacy.set_unusable_password()
+    legacy.save()
+    item = queue.sample.sample_items.first().item
+    row = {"reviewer": "nist-assessor", "item": item.hash, "labels": {"relevance": 1, "completeness": 1}}
+    human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst)
+    assert ExternalAssessor.objects.filter(user=legacy).exists()
+
+
+def test_the_label_write_itself_refuses_an_import_over_an_app_label(setup):
+    from review.services import _label_write
+
+    rita, queue = setup
+    assignment = assignment_next(queue=queue, reviewer=rita)
+    human_label_submit(assignment=assignment, labels={"relevance": 3, "completeness": 2}, rationale="",
+                       time_spent_ms=None, user=rita)
+    with pytest.raises(LabelError, match="never replaces a label made in the app"):
+        _label_write(item_id=assignment.item_id, reviewer=rita, policy_version=queue.policy_version,
+                     labels={"relevance": 0, "completeness": 0}, rationale="", source=HumanLabel.Source.IMPORT,
+                     created_by=None)
