@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import nh3
 from django.utils.safestring import SafeString, mark_safe
@@ -43,9 +44,12 @@ def _parser() -> MarkdownIt:
 
 
 def extract_clauses(text: str) -> list[Clause]:
+    return _clauses(_parser().parse(text or ""))
+
+
+def _clauses(tokens: list) -> list[Clause]:
     clauses: list[Clause] = []
     used: dict[str, int] = {}
-    tokens = _parser().parse(text or "")
     for i, token in enumerate(tokens):
         if token.type != "heading_open":
             continue
@@ -59,13 +63,19 @@ def extract_clauses(text: str) -> list[Clause]:
     return clauses
 
 
+@lru_cache(maxsize=64)
 def render_policy(text: str) -> SafeString:
     """Sanitized HTML with an id on every heading (the clause anchor), marked safe for templates:
     raw HTML is disabled in the parser and nh3 cleans the output, so this is the one place that
-    vouches for policy HTML."""
+    vouches for policy HTML.
+
+    markdown-it-py parses about 20-40k characters a second, so the text is parsed once (clauses
+    come from the same tokens) and the HTML of recent texts is kept: published versions never
+    change, and a draft page is viewed far more often than it is edited.
+    """
     md = _parser()
     tokens = md.parse(text or "")
-    anchors = iter(extract_clauses(text))
+    anchors = iter(_clauses(tokens))
     for token in tokens:
         if token.type == "heading_open":
             token.attrSet("id", f"clause-{next(anchors).anchor}")

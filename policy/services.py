@@ -15,7 +15,9 @@ from .markdown import extract_clauses
 from .models import Policy, PolicyClause, PolicyVersion, Surface
 from .rubric import RubricError, parse_rubric
 
-MAX_POLICY_CHARS = 200_000
+# A policy is read by people and sent in every judge prompt; past this it is neither. Markdown
+# rendering is CPU-bound in the length too (about 1 s per 30k characters in pure Python).
+MAX_POLICY_CHARS = 50_000
 
 
 class PolicyError(Exception):
@@ -114,7 +116,8 @@ def policy_draft_update(*, draft: PolicyVersion, user: AbstractUser, expected_lo
             who = current.updated_by.get_username() if current.updated_by else "someone"
             raise StaleDraftError(
                 f"{who} saved this draft at {current.updated_at:%H:%M:%S} after you opened it. "
-                "Your changes were not saved: reload to see theirs, then re-apply yours."
+                "Your changes were not saved; they are still in the editor, and their version is shown "
+                "below. Saving again replaces their version with yours."
             )
     draft.refresh_from_db()
     return draft

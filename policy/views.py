@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
+from sage.params import int_param
 from sage.roles import Role, has_role
 
 from .forms import PolicyCreateForm, rubric_apply_op, rubric_from_post, rubric_rows
@@ -16,6 +18,7 @@ from .models import Policy, PolicyVersion
 from .rubric import RubricError, trec_relevance_dimension
 from .selectors import policies_for_list, version_diff
 from .services import (
+    MAX_POLICY_CHARS,
     PolicyError,
     StaleDraftError,
     policy_create,
@@ -35,7 +38,7 @@ def policy_list(request: HttpRequest) -> HttpResponse:
 
 def policy_new(request: HttpRequest) -> HttpResponse:
     if not has_role(request.user, Role.REVIEWER):
-        return HttpResponseForbidden("Only reviewers and admins can create policies.")
+        raise PermissionDenied("Only reviewers and admins can create policies.")  # the styled 403 page
     form = PolicyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         surface = form.cleaned_data["surface"] or surface_get_or_create(
@@ -121,11 +124,11 @@ def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method != "POST":
         return render(request, "policy/draft.html", _draft_context(request, draft))
     if not has_role(request.user, Role.REVIEWER):
-        return HttpResponseForbidden("Only reviewers and admins can edit policies.")
+        raise PermissionDenied("Only reviewers and admins can edit policies.")
     text = request.POST.get("text", "")
     rubric = rubric_from_post(request.POST)
     try:
-        lock = int(request.POST.get("lock_version", "0"))
+        lock = int_param(request.POST, "lock_version", -1)
         draft = policy_draft_update(draft=draft, user=request.user, expected_lock_version=lock, text=text,
                                     rubric=rubric, change_note=request.POST.get("change_note", ""))
     except RubricError as exc:
@@ -133,7 +136,10 @@ def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
         context["save_error"] = "Not saved: fix the rubric errors shown in place."
         return render(request, "policy/draft.html#editor" if request.htmx else "policy/draft.html", context, status=422)
     except StaleDraftError as exc:
+        # `draft` was read in this request, so it carries the other save's lock version: a second
+        # Save overwrites theirs on purpose, which is why their text is shown before it can happen.
         context = _draft_context(request, draft, rubric=rubric, text=text, conflict=str(exc))
+        context["their_text"] = draft.text
         return render(request, "policy/draft.html#editor" if request.htmx else "policy/draft.html", context, status=409)
     except (PolicyError, ValueError) as exc:
         context = _draft_context(request, draft, rubric=rubric, text=text)
@@ -149,7 +155,12 @@ def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def draft_preview(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "policy/draft.html#preview", {"preview": render_policy(request.POST.get("text", ""))})
+    text = request.POST.get("text", "")
+    if len(text) > MAX_POLICY_CHARS:
+        # Rendering is CPU-bound in the text's size: refuse before parsing rather than after.
+        return render(request, "policy/draft.html#preview", {"preview_error": (
+            f"No preview: the text is {len(text):,} characters; the limit is {MAX_POLICY_CHARS:,}.")})
+    return render(request, "policy/draft.html#preview", {"preview": render_policy(text)})
 
 
 @require_POST
@@ -172,7 +183,7 @@ def draft_publish(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         version = policy_version_publish(draft=draft, user=request.user,
                                          change_note=request.POST.get("change_note", ""),
-                                         expected_lock_version=int(request.POST.get("lock_version", "0")))
+                                         expected_lock_version=int_param(request.POST, "lock_version", -1))
     except (PolicyError, ValueError) as exc:
         messages.error(request, f"Not published: {exc}")
         return redirect("policy:draft", pk=pk)

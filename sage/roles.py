@@ -17,13 +17,6 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-ROLE_DESCRIPTIONS: dict[Role, str] = {
-    Role.REVIEWER: "labels results, edits policy drafts, curates precedents",
-    Role.ANALYST: "imports traffic, runs judges, compares variants",
-    Role.ADMIN: "publishes policies, manages users and settings",
-}
-
-
 def ensure_role_groups() -> None:
     for role in Role:
         Group.objects.get_or_create(name=role.value)

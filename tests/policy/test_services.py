@@ -113,5 +113,5 @@ def test_there_is_one_open_draft_per_policy(reviewer, make_user):
 def test_policy_text_has_a_size_limit(reviewer):
     v1 = publish_policy()
     draft = policy_draft_start(policy=v1.policy, user=reviewer)
-    with pytest.raises(PolicyError, match="the limit is 200,000"):
-        policy_draft_update(draft=draft, user=reviewer, expected_lock_version=draft.lock_version, text="x" * 200_001)
+    with pytest.raises(PolicyError, match="the limit is 50,000"):
+        policy_draft_update(draft=draft, user=reviewer, expected_lock_version=draft.lock_version, text="x" * 50_001)

@@ -42,13 +42,17 @@ def test_a_stale_save_shows_the_conflict_and_keeps_the_other_text(client, review
     stale = editor_post(draft, text="mine")
     otto = make_user("reviewer", username="otto")
     client.force_login(otto)
-    client.post(f"/policies/{v1.policy_id}/draft/", editor_post(draft, text="otto's"), headers={"HX-Request": "true"})
+    client.post(f"/policies/{v1.policy_id}/draft/", editor_post(draft, text="otto's & more"), headers={"HX-Request": "true"})
     client.force_login(reviewer)
     response = client.post(f"/policies/{v1.policy_id}/draft/", stale, headers={"HX-Request": "true"})
     assert response.status_code == 409
-    assert "otto saved this draft" in response.content.decode()
+    html = response.content.decode()
+    assert "otto saved this draft" in html
+    # Their text is shown (escaped) before a second Save can replace it, and the user's own is kept.
+    assert 'id="their-text"' in html and "otto&#x27;s &amp; more" in html
+    assert ">mine</textarea>" in html and "Saving again replaces their version with yours" in html
     draft.refresh_from_db()
-    assert draft.text == "otto's"
+    assert draft.text == "otto's & more"
 
 
 def test_rubric_errors_are_shown_beside_their_field(client, reviewer):
