@@ -712,8 +712,20 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
     if version.backend != JudgeVersion.Backend.IMPORTED:
         raise JudgeError("Labels can only be imported into an 'imported' judge.")
     rubric = version.policy_version.parsed_rubric()
-    items = {(i.query.external_id, i.document.external_id): i for i in
-             Item.objects.filter(sample_items__sample=sample).select_related("query", "document")}
+    items: dict[tuple[str, str], Item] = {}
+    ambiguous: set[tuple[str, str]] = set()
+    for i in Item.objects.filter(sample_items__sample=sample).select_related("query", "document"):
+        key = (i.query.external_id, i.document.external_id)
+        if key in items:
+            ambiguous.add(key)
+        items[key] = i
+    if ambiguous:
+        # A doc_id whose text changed between imports is two documents (traffic keeps what was judged),
+        # so its id alone cannot say which one a line labels: refuse rather than drop one silently.
+        shown = ", ".join(f"query_id={q!r} doc_id={d!r}" for q, d in sorted(ambiguous)[:5])
+        raise JudgeError(f"Sample {sample.name!r} holds two texts under the same ids ({shown}"
+                         f"{', …' if len(ambiguous) > 5 else ''}): their labels cannot be told apart by id. "
+                         "Draw a sample without them, or import the labels into a sample of one text each.")
     errors: list[tuple[int, str]] = []
     found: dict[int, tuple[dict, str]] = {}
     count = skipped = 0

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from judges.io import FieldMapping, judgments_import
 from judges.models import JudgeRun, Judgment
-from judges.services import JudgeError, judge_create
+from judges.services import JudgeError, judge_create, judge_run_import
 from sage.services import api_token_create
 from tests.factories import UserFactory, import_traffic_rows, published_version, traffic_row, traffic_surface
 from tests.judges.helpers import judge_setup
@@ -240,3 +240,17 @@ def test_a_run_exports_as_jsonl_that_reimports_and_as_safe_csv(client, imported_
     out = tmp_path / "run.csv"
     call_command("export_judgments", "--run", str(run.pk), "--format", "csv", "-o", str(out), stderr=io.StringIO())
     assert list(csv.DictReader(out.open(encoding="utf-8"))) == table
+
+
+def test_a_sample_with_two_texts_under_one_doc_id_is_refused_not_half_imported(imported_judge):
+    """A doc_id whose text changed is two documents; its id alone cannot say which a line labels."""
+    judge_version, sample, analyst, keys = imported_judge
+    surface = sample.surface
+    import_traffic_rows(surface, [traffic_row(query="how long do fleas live", query_id="301", rank=4,
+                                              doc_id="msmarco_1", body="passage 1, rewritten")], filename="later.jsonl")
+    both = sample_draw(surface=surface, name="both texts", strategy="top_k", params={"k": 4, "variants": ["control"]},
+                       seed=1, user=analyst)
+    rows = [{"query_id": "301", "doc_id": f"msmarco_{n}", "labels": {"relevance": 1}} for n in (1, 2, 3)]
+    with pytest.raises(JudgeError, match=r"two texts under the same ids \(query_id='301' doc_id='msmarco_1'\)"):
+        judge_run_import(version=judge_version, sample=both, stream=io.BytesIO(jsonl(rows)), user=analyst)
+    assert not JudgeRun.objects.filter(sample=both).exists()
