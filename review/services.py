@@ -269,12 +269,20 @@ def _assessor_account(name: Any, *, line_no: int, importer: AbstractBaseUser | N
                                       "(letters, digits and @ . + - _, at most 150)") from None
     account = User.objects.filter(username=name).first()
     if account is None:
-        account = User(username=name, is_active=False)
-        account.set_unusable_password()  # holds labels; nobody signs in as an external assessor
-        account.save()
-        ExternalAssessor.objects.create(user=account, created_by=importer)
-        created.append(name)
-    elif not ExternalAssessor.objects.filter(user=account).exists():
+        try:
+            # A savepoint: an import running at the same moment may make the same assessor first.
+            with transaction.atomic():
+                account = User(username=name, is_active=False)
+                account.set_unusable_password()  # holds labels; nobody signs in as an external assessor
+                account.save()
+                ExternalAssessor.objects.create(user=account, created_by=importer)
+        except IntegrityError:
+            account = User.objects.get(username=name)  # theirs: checked below like any existing account
+        else:
+            created.append(name)
+            cache[name] = account
+            return account
+    if not ExternalAssessor.objects.filter(user=account).exists():
         labelled_in_app = HumanLabel.objects.filter(reviewer=account).exclude(source=HumanLabel.Source.IMPORT).exists()
         if account.has_usable_password() or account.is_superuser or account.groups.exists() or labelled_in_app:
             raise ImportRowError(line_no, f"{name!r} is a SAGE user: imported labels are never written in a "

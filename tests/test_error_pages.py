@@ -35,3 +35,15 @@ def test_a_missing_page_is_a_styled_404(client):
     html = response.content.decode()
     assert response.status_code == 404
     assert 'id="error-page"' in html and "sage-header" in html and "/policies/999999/" in html
+
+
+@pytest.mark.django_db
+def test_a_form_without_its_csrf_token_gets_a_page_that_says_nothing_was_saved():
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(UserFactory(username="rita", roles=["reviewer"]))
+    response = client.post("/policies/new/", {"name": "x"})
+    html = response.content.decode()
+    assert response.status_code == 403
+    assert 'id="error-page"' in html and "Nothing was saved" in html and "/static/" not in html

@@ -53,3 +53,8 @@ def test_a_selection_without_embedded_tests_passes_and_is_passed_on_to_both(tmp_
     assert code == 0 and all(r[1].endswith("tests/policy -x") for r in runs)
     code, _ = passes(tmp_path, 0, 1, "tests/policy", "-x")
     assert code != 0
+
+
+def test_a_selection_with_its_own_marker_skips_the_embedded_pass_rather_than_rerunning_everything(tmp_path):
+    code, runs = passes(tmp_path, 0, 0, "-m", "not browser")
+    assert code == 0 and [r[0] for r in runs] == ["main"]

@@ -272,3 +272,22 @@ def test_the_label_write_itself_refuses_an_import_over_an_app_label(setup):
         _label_write(item_id=assignment.item_id, reviewer=rita, policy_version=queue.policy_version,
                      labels={"relevance": 0, "completeness": 0}, rationale="", source=HumanLabel.Source.IMPORT,
                      created_by=None)
+
+
+def test_an_assessor_made_by_another_import_at_the_same_moment_is_used_not_a_database_error(setup, monkeypatch):
+    """Two imports naming a new assessor at once: the second one's insert collides; it takes the account."""
+    rita, queue = setup
+    analyst = UserFactory(username="queue-analyst", roles=["analyst"])
+    items = list(queue.sample.sample_items.select_related("item__query", "item__document"))
+    row = {"assessor": "vendor-y", "item": items[0].item.hash, "labels": {"relevance": 1, "completeness": 1}}
+    human_label_import(source=_jsonl([row]), policy_version=queue.policy_version, user=analyst)
+    # The other import's account exists, but this one looked before it was committed.
+    User = get_user_model()
+    real_filter = User.objects.filter
+    monkeypatch.setattr(User.objects, "filter", lambda *a, **kw: User.objects.none() if kw == {"username": "vendor-y"}
+                        else real_filter(*a, **kw))
+    row2 = {**row, "item": items[1].item.hash}
+    stats = human_label_import(source=_jsonl([row2]), policy_version=queue.policy_version, user=analyst)
+    assert stats["created"] == 1 and stats["new_assessors"] == []
+    assert set(HumanLabel.objects.filter(reviewer__username="vendor-y").values_list("item_id", flat=True)) == {
+        items[0].item_id, items[1].item_id}
