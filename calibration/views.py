@@ -71,7 +71,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "charts": confusion_charts(run, snapshots), "segments": segment_breakdown(run, metric=metric),
         "clauses": clause_breakdown(run), "open_disagreements": run.disagreements.filter(status="open").count(),
         "can_triage": has_role(request.user, Role.REVIEWER), "can_rejudge": has_role(request.user, Role.ANALYST)
-        and run.judge_version.backend != "imported",
+        and run.judge_version.spec.has_model,
         "drill_base": reverse("calibration:cell", args=[run.pk]),
         "other_runs": JudgeRun.objects.filter(sample=run.sample, status__in=JUDGED_STATUSES).exclude(pk=run.pk)
         .select_related("judge_version__judge")[:20],

@@ -4,6 +4,7 @@ labels on screen without any API key), and a local SmolLM2 judge for the llama.c
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -25,6 +26,9 @@ RUNS = {
     "willia-umbrela1": "unstated (UMBRELA prompt)",
 }
 LOCAL_JUDGE = "SmolLM2-135M (local llama.cpp)"
+# What a GPT-4o-class judgment costs, for the teacher/student cost table: about 1,000 prompt tokens
+# (policy, precedents, passage) at $2.50 per million and 100 answer tokens at $10 per million.
+IMPORTED_PRICE_PER_1K = Decimal("3.50")
 
 
 def _clip(value: int) -> int:
@@ -45,7 +49,8 @@ def demo_judges_load() -> list[str]:
             continue
         version = judge_create(
             name=name, surface=policy.surface, user=analyst, backend="imported", model_name=model,
-            policy_version=v1, precedent_k=0, description=f"Published labels of the LLMJudge (SIGIR 2024) run {run_name}.",
+            policy_version=v1, precedent_k=0, price_per_1k=IMPORTED_PRICE_PER_1K,
+            description=f"Published labels of the LLMJudge (SIGIR 2024) run {run_name}.",
             provenance={"source": "llm4eval/LLMJudge-benchmark submissions/scores (MIT)", "run": run_name,
                         "note": "labels clipped to 0-3 as the organizers did"},
         )

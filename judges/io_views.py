@@ -20,6 +20,7 @@ from traffic.models import Sample
 
 from .io import FieldMapping, JudgmentImport, format_for, judgments_import, run_judgments_export
 from .io_forms import JudgmentImportForm
+from .core.backends import backends_where
 from .models import Judge, JudgeRun, JudgeVersion
 from .services import JudgeError
 
@@ -30,9 +31,11 @@ UPLOAD_TTL = timedelta(hours=24)
 
 def _imported_version(judge: Judge) -> JudgeVersion:
     version = judge.latest_version()
-    if version is None or version.backend != JudgeVersion.Backend.IMPORTED:
-        raise JudgeError(f"{judge.name} judges through an endpoint; labels load into a judge whose backend is "
-                         "'imported' (create one, or edit this judge into a new imported version).")
+    if version is None or version.spec.has_model:
+        label = version.spec.label.lower() if version is not None else "no version"
+        without = " or ".join(f"'{name}'" for name in backends_where(has_model=False))
+        raise JudgeError(f"{judge.name} judges with a model ({label}); labels load into a judge whose backend is "
+                         f"{without} (create one, or edit this judge into a new version with that backend).")
     return version
 
 

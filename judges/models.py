@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from judges.core.backends import BACKENDS, BackendSpec, backend_choices, backend_spec, backends_where
+
 from policy.models import PolicyVersion, Surface
 from precedent.models import PrecedentSet
 from traffic.models import Item, Sample
@@ -37,13 +39,13 @@ class Judge(models.Model):
 class JudgeVersion(models.Model):
     """An immutable judge configuration: editing a judge makes a new version."""
 
-    class Backend(models.TextChoices):
-        OPENAI = "openai", "OpenAI-compatible endpoint"
-        IMPORTED = "imported", "Imported labels"
+    # Derived from the backend registry, which names every backend (JudgeVersion.Backend.STUDENT == "student").
+    Backend = models.TextChoices("Backend", [(spec.name.upper(), (spec.name, spec.label)) for spec in BACKENDS.values()])
 
     judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
-    backend = models.CharField(max_length=20, choices=Backend.choices)
+    # Choices come from the backend registry (judges/core/backends.py), the one place backends are named.
+    backend = models.CharField(max_length=20, choices=backend_choices)
     model_name = models.CharField(max_length=200)
     endpoint_name = models.CharField(max_length=60, blank=True,
                                      help_text="names an endpoint in settings (SAGE_ENDPOINT_<NAME>_*); no URL or key here")
@@ -61,6 +63,14 @@ class JudgeVersion(models.Model):
     price_out_per_m = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("0"),
                                           help_text="USD per 1M output tokens")
     provenance = models.JSONField(default=dict, blank=True, help_text="for imported labels: where they came from")
+    # A backend priced per judgment rather than per token (imported labels): what 1,000 of them cost
+    # where they were made, for the teacher/student cost comparison. None: not known.
+    price_per_1k = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,
+                                       help_text="USD per 1,000 judgments (imported labels)")
+    # The trained student a `student` version judges with; PROTECT: a model that labelled something
+    # stays on record. Only a student promoted on the judge's surface may be named (judges.services).
+    student_model = models.ForeignKey("distill.StudentModel", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="judge_versions")
     change_note = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -70,6 +80,12 @@ class JudgeVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["judge", "number"], name="judgeversion_unique_number"),
             models.CheckConstraint(condition=Q(policy_version__isnull=False), name="judgeversion_has_policy"),
+            # A student model backs exactly the versions of a backend that uses one.
+            models.CheckConstraint(
+                condition=(Q(backend__in=backends_where(uses_student=True), student_model__isnull=False)
+                           | (~Q(backend__in=backends_where(uses_student=True)) & Q(student_model__isnull=True))),
+                name="judgeversion_student_iff_student_backend",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -77,6 +93,15 @@ class JudgeVersion(models.Model):
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
         return (self.price_in_per_m * tokens_in + self.price_out_per_m * tokens_out) / Decimal(1_000_000)
+
+    @property
+    def spec(self) -> BackendSpec:
+        """The registry entry of this version's backend."""
+        return backend_spec(self.backend)
+
+    @property
+    def backend_label(self) -> str:
+        return self.spec.label
 
 
 class JudgeRun(models.Model):
@@ -201,6 +226,9 @@ class Judgment(models.Model):
     item_hash = models.CharField(max_length=64)
     cache_key = models.CharField(max_length=64, db_index=True)
     cached_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Audit pinning: the hash of the model files that made the labels (a student's manifest
+    # model_hash); empty for backends whose model we cannot pin (a remote LLM, imported labels).
+    model_hash = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

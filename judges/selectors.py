@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.db.models import Count, QuerySet
 
+from .costs import run_cost_per_1k
 from .models import Judge, JudgeRun, Judgment
 
 
@@ -24,7 +27,7 @@ class RunStats:
     latency_p95_ms: float | None
     judgments_per_s: float | None
     errors_by_kind: list[tuple[str, int]]
-    cost_per_1k: float | None
+    cost_per_1k: Decimal | None  # by the backend's pricing (judges.costs)
 
 
 def run_stats(run: JudgeRun) -> RunStats:
@@ -37,8 +40,7 @@ def run_stats(run: JudgeRun) -> RunStats:
     rate = run.done_items / elapsed if elapsed and run.done_items else None
     errors = list(Judgment.objects.filter(run=run, status=Judgment.Status.ERROR).values_list("error_kind")
                   .annotate(n=Count("id")).order_by("-n"))
-    judged = run.done_items - run.cached_items
-    cost_per_1k = float(run.cost) * 1000 / judged if judged else None
+    cost_per_1k = run_cost_per_1k(run)
     return RunStats(latency_p50_ms=p50, latency_p95_ms=p95, judgments_per_s=rate, errors_by_kind=errors,
                     cost_per_1k=cost_per_1k)
 
@@ -50,3 +52,30 @@ def run_judgments(run: JudgeRun, *, status: str = "", error_kind: str = "") -> Q
     if error_kind:
         qs = qs.filter(error_kind=error_kind)
     return qs.order_by("id")
+
+
+def promoted_students(surface=None) -> list[tuple[Any, Any, Any]]:
+    """(student, surface, decision) for every trained student that may back a judge version on a
+    surface (only `surface`, when given), by distill's rule (`judges.services.student_promotion`)."""
+    from distill.models import StudentModel
+    from policy.models import Surface
+
+    from .services import student_promotion
+
+    candidates = StudentModel.objects.filter(decisions__promoted=True).exclude(model_hash="").distinct().order_by("name")
+    surfaces = [surface] if surface is not None else list(Surface.objects.all())
+    found = []
+    for student in candidates:
+        for on in surfaces:
+            decision = student_promotion(student, on)
+            if decision is not None:
+                found.append((student, on, decision))
+    return found
+
+
+def version_promotions(versions) -> dict[int, Any]:
+    """{version id: the promotion decision behind its student} for the student versions among
+    `versions`: the judge and run pages show an override's reason wherever its labels are used."""
+    from .services import student_promotion
+
+    return {v.pk: student_promotion(v.student_model, v.judge.surface) for v in versions if v.student_model_id}

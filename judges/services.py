@@ -42,7 +42,7 @@ from sage.jsonl import jsonl_rows
 from sage.roles import Role, has_role
 from traffic.models import Item, Sample
 
-from .core.backends import get_backend
+from .core.backends import BACKENDS, BackendSpec, backend_spec, get_backend
 from .core.engine import run_requests_sync
 from .core.openai_backend import count_tokens, probe_context_tokens
 from .core.prompt import (
@@ -57,7 +57,7 @@ from .core.prompt import (
     precedent_body_budget,
 )
 from .core.ratelimit import make_rate_limiter
-from .core.types import JudgeConfig, JudgeItem, JudgeOutcome, PrecedentExample
+from .core.types import JudgeConfig, JudgeItem, JudgeOutcome, JudgeRequest, PrecedentExample
 from .models import Judge, JudgeRun, JudgeVersion, Judgment
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ HEARTBEAT_EVERY_S = 10.0
 CONTEXT_CACHE_S = 300
 VERSION_FIELDS = ("backend", "model_name", "endpoint_name", "temperature", "max_tokens", "precedent_k",
                   "doc_char_budget", "concurrency", "requests_per_minute", "tokens_per_minute", "policy_version",
-                  "price_in_per_m", "price_out_per_m", "provenance")
+                  "price_in_per_m", "price_out_per_m", "provenance", "price_per_1k", "student_model")
 
 
 class JudgeError(Exception):
@@ -85,11 +85,64 @@ def _require(user: AbstractUser | None, role: Role, what: str) -> None:
 
 # --- judges and versions ---------------------------------------------------------------------
 
-def _check_config(config: dict[str, Any]) -> None:
+def student_promotion(student, surface):
+    """The decision that lets `student` back judge versions on `surface`, or None (distill's rule).
+
+    Fails closed: without distill's selector nothing can show a promotion, so nothing is promoted.
+    """
+    try:
+        from distill.selectors import student_promotion as promotion
+    except ImportError:
+        logger.warning("distill.selectors.student_promotion is missing: no student counts as promoted")
+        return None
+    return promotion(student, surface)
+
+
+def _check_student(config: dict[str, Any], surface) -> None:
+    student = config.get("student_model")
+    if student is None:
+        raise JudgeError("A student judge names the trained student model it judges with.")
+    if not student.model_hash or student.status != "succeeded":
+        raise JudgeError(f"Student {student.name!r} has no trained model yet ({student.get_status_display().lower()}).")
+    if student_promotion(student, surface) is None:
+        raise JudgeError(f"Student {student.name!r} is not promoted on surface {surface}: only a promoted student can "
+                         "back a judge version. Evaluate and promote it on its model page (an admin may override a "
+                         "refusal with a recorded reason).")
+    trained = student.training_set.policy_version
+    policy_version = config.get("policy_version")
+    if isinstance(policy_version, PolicyVersion) and trained.rubric_hash != policy_version.rubric_hash:
+        raise JudgeError(f"Student {student.name!r} was trained on the rubric of {trained}; {policy_version} has "
+                         "another rubric, whose labels it cannot give. Train a student on it, or keep the old policy.")
+
+
+def _normalize_config(config: dict[str, Any]) -> BackendSpec:
+    """Clear what the chosen backend does not use (a version switched from a student to an endpoint
+    drops its student), and fill what it implies (a student's model name is the student's)."""
     backend = config.get("backend")
-    if backend not in JudgeVersion.Backend.values:
-        raise JudgeError(f"Unknown backend {backend!r}.")
-    if backend == JudgeVersion.Backend.OPENAI and config.get("endpoint_name") not in settings.SAGE_JUDGE_ENDPOINTS:
+    if backend not in BACKENDS:
+        raise JudgeError(f"Unknown backend {backend!r}; known: {', '.join(BACKENDS)}.")
+    spec = backend_spec(backend)
+    if not spec.uses_student:
+        config["student_model"] = None
+    elif config.get("student_model") is not None:
+        config["model_name"] = config["student_model"].name[:200]
+    if not spec.needs_endpoint:
+        config["endpoint_name"] = ""
+        # A local model computes one batch at a time (its predictor holds a lock); more batches in
+        # flight would only wait on it. Parallelism comes from more worker processes instead.
+        config["concurrency"] = 1
+    if not spec.prompt_based:
+        # No prompt: no precedents to select, no template.
+        config["precedent_k"] = 0
+        config["prompt_template_version"] = ""
+    if spec.pricing != "per_1k":
+        config["price_per_1k"] = None
+    return spec
+
+
+def _check_config(config: dict[str, Any], surface) -> None:
+    spec = _normalize_config(config)
+    if spec.needs_endpoint and config.get("endpoint_name") not in settings.SAGE_JUDGE_ENDPOINTS:
         known = ", ".join(sorted(settings.SAGE_JUDGE_ENDPOINTS)) or "none"
         raise JudgeError(f"Unknown endpoint {config.get('endpoint_name')!r}; configured endpoints: {known} "
                          "(set SAGE_ENDPOINTS and SAGE_ENDPOINT_<NAME>_BASE_URL/_API_KEY).")
@@ -99,13 +152,17 @@ def _check_config(config: dict[str, Any]) -> None:
         raise JudgeError("Temperature must be between 0 and 2.")
     if int(config.get("concurrency", 1)) < 1 or int(config.get("max_tokens", 1)) < 1:
         raise JudgeError("Concurrency and max tokens must be at least 1.")
+    if config.get("price_per_1k") is not None and Decimal(config["price_per_1k"]) < 0:
+        raise JudgeError("The price per 1,000 judgments cannot be negative.")
+    if spec.uses_student:
+        _check_student(config, surface)
 
 
 def judge_create(*, name: str, surface, user: AbstractUser | None, description: str = "",
                  **config: Any) -> JudgeVersion:
     _require(user, Role.ANALYST, "create judges")
-    config.setdefault("prompt_template_version", PROMPT_TEMPLATE_VERSION if config.get("backend") == "openai" else "")
-    _check_config(config)
+    config.setdefault("prompt_template_version", PROMPT_TEMPLATE_VERSION)  # cleared for backends without a prompt
+    _check_config(config, surface)
     with transaction.atomic():
         if Judge.objects.filter(name=name).exists():
             raise JudgeError(f"A judge named {name!r} exists already; edit it to make a new version.")
@@ -121,7 +178,7 @@ def judge_version_create(*, judge: Judge, user: AbstractUser | None, change_note
     config = {name: getattr(latest, name) for name in VERSION_FIELDS}
     config["prompt_template_version"] = latest.prompt_template_version
     config.update(changes)
-    _check_config(config)
+    _check_config(config, judge.surface)
     with transaction.atomic():
         Judge.objects.select_for_update().get(pk=judge.pk)
         number = judge.versions.order_by("-number").values_list("number", flat=True).first() + 1
@@ -183,11 +240,21 @@ class RunEstimate:
     tokens_out: int
     cost: Decimal
     budget: PromptBudget | None = None
+    prompt_based: bool = True  # False: no prompt, no tokens; the cost is measured model time (judges.costs)
 
 
 def _cache_key(version: JudgeVersion, precedent_set: PrecedentSet | None, item_hash: str) -> str:
     """The key of a judgment that has no prompt (imported labels): version, policy, precedents, item."""
     raw = f"{version.pk}|{version.policy_version_id}|{precedent_set.hash if precedent_set else '-'}|{item_hash}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _model_cache_key(version: JudgeVersion, item_hash: str) -> str:
+    """Reuse key of a judgment by a pinned local model (a student): the model's hash, the rubric's and
+    the item's. The same weights give the same labels for the same item on the same scale, whichever
+    judge version holds them."""
+    model_hash = version.student_model.model_hash if version.student_model_id else ""
+    raw = f"model|{version.backend}|{model_hash}|{version.policy_version.rubric_hash}|{item_hash}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -206,6 +273,11 @@ def _prompt_cache_key(version: JudgeVersion, request) -> str:
 def judge_run_estimate(*, version: JudgeVersion, sample: Sample) -> RunEstimate:
     """Items, tokens and cost before confirming, from the prompt size of a few sampled items."""
     items = list(Item.objects.filter(sample_items__sample=sample).select_related("query", "document"))
+    if not version.spec.prompt_based:
+        # No prompt, no tokens: items reused from an earlier judgment by the same model are free.
+        keys = [_model_cache_key(version, i.hash) for i in items]
+        cached = Judgment.objects.filter(cache_key__in=keys, status=Judgment.Status.OK).values("cache_key").distinct().count()
+        return RunEstimate(items=len(items), cached=cached, tokens_in=0, tokens_out=0, cost=Decimal(0), prompt_based=False)
     # A page shows the estimate, and pages never write: the snapshot is looked up, not taken.
     precedent_set = precedent_set_preview(policy=version.policy_version.policy) if version.precedent_k else None
     # Items judged before under this very version, policy and precedent set: reused for free. (The
@@ -299,18 +371,25 @@ def judge_run_start(*, version: JudgeVersion, sample: Sample, user: AbstractUser
     from .tasks import judge_run_execute_task
 
     _require(user, Role.ANALYST, "run judges")
-    if version.backend == JudgeVersion.Backend.IMPORTED:
-        raise JudgeError("An imported judge has no model to run; import its labels instead (the judge's page, "
-                         "manage.py import_judgments, or POST /judges/api/judges/<id>/imports/).")
+    spec = version.spec
+    if not spec.has_model:
+        raise JudgeError(f"An {spec.label.lower()} judge has no model to run; import its labels instead (the judge's "
+                         "page, manage.py import_judgments, or POST /judges/api/judges/<id>/imports/).")
     if sample.item_count == 0:
         raise JudgeError(f"Sample {sample.name!r} has no items.")
     if version.judge.surface_id != sample.surface_id:
         raise JudgeError("The judge and the sample belong to different surfaces.")
-    precedent_set = precedent_set_snapshot(policy=version.policy_version.policy) if version.precedent_k else None
-    problem = judge_run_prompt_budget(version=version, sample=sample, precedent_set=precedent_set).problem(
-        version.endpoint_name)
-    if problem:
-        raise JudgeError(problem)
+    if spec.uses_student and student_promotion(version.student_model, version.judge.surface) is None:
+        # Promoted when the version was saved, no longer now (a later decision refused it).
+        raise JudgeError(f"Student {version.student_model} is no longer promoted on surface {version.judge.surface}; "
+                         "its judge cannot run until it is promoted again.")
+    precedent_set = None
+    if spec.prompt_based:
+        precedent_set = precedent_set_snapshot(policy=version.policy_version.policy) if version.precedent_k else None
+        problem = judge_run_prompt_budget(version=version, sample=sample, precedent_set=precedent_set).problem(
+            version.endpoint_name)
+        if problem:
+            raise JudgeError(problem)
     run = JudgeRun.objects.create(judge_version=version, sample=sample, precedent_set=precedent_set,
                                   total_items=sample.item_count, bypass_cache=bypass_cache, created_by=user,
                                   heartbeat_at=timezone.now())
@@ -359,6 +438,22 @@ def judge_run_fail(*, run_id: int, reason: str) -> bool:
 
 # --- executing -------------------------------------------------------------------------------
 
+def backend_queue(spec: BackendSpec) -> str:
+    """The Celery queue the runs of a backend go to (its registry entry names the setting)."""
+    return getattr(settings, spec.queue_setting) if spec.queue_setting else settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def run_queues() -> list[str]:
+    """Every queue a judge run's tasks may wait in."""
+    return list(dict.fromkeys(backend_queue(spec) for spec in BACKENDS.values()))
+
+
+def judge_run_queue(*, run_id: int) -> str:
+    """The queue of a run's tasks, by its version's backend: a student's runs go where a GPU worker listens."""
+    backend = JudgeRun.objects.filter(pk=run_id).values_list("judge_version__backend", flat=True).first()
+    return backend_queue(backend_spec(backend)) if backend in BACKENDS else settings.CELERY_TASK_DEFAULT_QUEUE
+
+
 def _pending_item_ids(run: JudgeRun, among: Iterable[int] | None = None) -> list[int]:
     qs = Item.objects.filter(sample_items__sample_id=run.sample_id).exclude(judgments__run=run)
     if among is not None:
@@ -405,17 +500,20 @@ def _precedent_examples(run: JudgeRun, items: list[Item]) -> dict[int, list]:
 
 def _judgment_from_outcome(run: JudgeRun, item: Item, outcome: JudgeOutcome, precedent_ids: list[int],
                            cache_key: str) -> Judgment:
+    from .costs import judgment_cost
+
     version = run.judge_version
     return Judgment(
         run=run, item=item, status=Judgment.Status.OK if outcome.ok else Judgment.Status.ERROR,
         labels=outcome.labels if outcome.ok else None, rationale=outcome.rationale,
         error_kind=outcome.error_kind or "", error_message=outcome.error_message[:2000],
         prompt=outcome.prompt, raw_response=outcome.raw_response[:20_000], tokens_in=outcome.tokens_in,
-        tokens_out=outcome.tokens_out, cost=version.cost(outcome.tokens_in, outcome.tokens_out),
+        tokens_out=outcome.tokens_out, cost=judgment_cost(version, outcome),
         latency_ms=outcome.latency_ms, attempts=outcome.attempts, repaired=outcome.repaired,
         judge_version=version, policy_version_id=version.policy_version_id,
         rubric_hash=version.policy_version.rubric_hash, precedent_set=run.precedent_set,
         precedent_ids=precedent_ids, item_hash=item.hash, cache_key=cache_key,
+        model_hash=str(outcome.extra.get("model_hash", ""))[:64],
     )
 
 
@@ -434,13 +532,19 @@ def _copy_cached(run: JudgeRun, items: dict[int, Item], keys: dict[int, str]) ->
                  latency_ms=0, attempts=0, judge_version=run.judge_version,
                  policy_version_id=run.judge_version.policy_version_id, rubric_hash=src.rubric_hash,
                  precedent_set=run.precedent_set, precedent_ids=src.precedent_ids, item_hash=src.item_hash,
-                 cache_key=keys[item_id], cached_from=src)
+                 cache_key=keys[item_id], cached_from=src, model_hash=src.model_hash)
         for item_id, src in ((i, hits[keys[i]]) for i in sorted(reused))
     ], ignore_conflicts=True)
     return reused
 
 
 def _backend_for(version: JudgeVersion):
+    spec = version.spec
+    if spec.uses_student:
+        from distill.selectors import student_model_path
+
+        return get_backend(version.backend, model_dir=student_model_path(version.student_model),
+                           model_hash=version.student_model.model_hash)
     endpoint = settings.SAGE_JUDGE_ENDPOINTS.get(version.endpoint_name)
     if endpoint is None:
         # The web server knew the endpoint (the version was saved); this worker was set up otherwise.
@@ -455,7 +559,8 @@ def judge_run_chunk(*, run_id: int, item_ids: list[int]) -> int:
     # A chunk that starts proves the run alive; the same UPDATE tells whether it still runs.
     if not JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(heartbeat_at=timezone.now()):
         return 0  # cancelled, failed or finished meanwhile
-    run = JudgeRun.objects.select_related("judge_version__policy_version__policy", "precedent_set").get(pk=run_id)
+    run = JudgeRun.objects.select_related("judge_version__policy_version__policy", "judge_version__student_model",
+                                          "precedent_set").get(pk=run_id)
     pending_ids = _pending_item_ids(run, item_ids)
     items = list(Item.objects.filter(pk__in=pending_ids).select_related("query", "document"))
     judged = _judge_with_backend(run, items) if items else 0
@@ -469,15 +574,23 @@ def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
     policy = version.policy_version
     config = judge_config(version)
     by_id = {i.pk: i for i in items}
-    examples = _precedent_examples(run, items)
     requests = []
-    for judge_item in _judge_items(items):
-        chosen = examples[judge_item.item_id]
-        shown = [PrecedentExample(query=p.query, title=p.title, body=p.body, labels=p.labels,
-                                  rationale=p.rationale, clause=p.clause) for p in chosen]
-        requests.append(build_request(policy.text, policy.parsed_rubric(), shown, judge_item, config))
-    precedent_ids = {item_id: [p.pk for p in chosen] for item_id, chosen in examples.items()}
-    keys = {r.item_id: _prompt_cache_key(version, r) for r in requests}
+    if version.spec.prompt_based:
+        examples = _precedent_examples(run, items)
+        for judge_item in _judge_items(items):
+            chosen = examples[judge_item.item_id]
+            shown = [PrecedentExample(query=p.query, title=p.title, body=p.body, labels=p.labels,
+                                      rationale=p.rationale, clause=p.clause) for p in chosen]
+            requests.append(build_request(policy.text, policy.parsed_rubric(), shown, judge_item, config))
+        precedent_ids = {item_id: [p.pk for p in chosen] for item_id, chosen in examples.items()}
+        keys = {r.item_id: _prompt_cache_key(version, r) for r in requests}
+    else:
+        # The backend reads the item's texts: no prompt is built and no precedents are selected.
+        rubric = policy.parsed_rubric()
+        requests = [JudgeRequest(item_id=i.item_id, messages=[], schema={}, rubric=rubric, item=i)
+                    for i in _judge_items(items)]
+        precedent_ids = {i.pk: [] for i in items}
+        keys = {i.pk: _model_cache_key(version, i.hash) for i in items}
     reused = _copy_cached(run, by_id, keys)
     requests = [r for r in requests if r.item_id not in reused]
     if not requests:
@@ -614,14 +727,16 @@ def _broker_backlog() -> int | None:
 
     from sage.celery import app
 
+    waiting = 0
     try:
         with app.connection_for_write() as connection:
-            try:
-                declared = connection.default_channel.queue_declare(
-                    queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True)
-            except ChannelError:
-                return 0  # Redis has no key for an empty queue
-            return declared.message_count
+            for queue in run_queues():
+                try:
+                    declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+                except ChannelError:
+                    continue  # Redis has no key for an empty queue
+                waiting += declared.message_count
+            return waiting
     except Exception:  # noqa: BLE001 - the sweep must go on when the broker is down
         logger.warning("could not read the broker's queue length", exc_info=True)
         return None
@@ -709,8 +824,9 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
     mappings that way); a `dry_run` checks everything and writes nothing.
     """
     _require(user, Role.ANALYST, "import judge labels")
-    if version.backend != JudgeVersion.Backend.IMPORTED:
-        raise JudgeError("Labels can only be imported into an 'imported' judge.")
+    if version.spec.has_model:
+        raise JudgeError(f"Labels can only be imported into a judge without a model; {version} judges with a "
+                         f"{version.spec.label.lower()}.")
     rubric = version.policy_version.parsed_rubric()
     items: dict[tuple[str, str], Item] = {}
     ambiguous: set[tuple[str, str]] = set()

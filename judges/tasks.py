@@ -1,5 +1,9 @@
 """Thin Celery tasks: take ids, call one service. Retried only for transient database trouble.
 
+A run's tasks go to the Celery queue its backend's registry entry names (a student's to `student`,
+so `celery -A sage worker -Q student` on a GPU host takes them): `JudgeRunTask.apply_async` routes
+every send, `.delay` and the retries included, unless the caller names a queue.
+
 A run's task that still raises once its retries are spent fails the run (`JudgeRunTask.on_failure`
 → `judge_run_fail`), so no run is left "running" with its page polling for ever. A worker that dies
 outright calls no handler; the stall sweep, scheduled by Celery beat, finds those runs.
@@ -12,7 +16,7 @@ import logging
 from celery import Task, shared_task
 from django.db import OperationalError
 
-from .services import judge_run_chunk, judge_run_execute, judge_run_fail, judge_runs_sweep
+from .services import judge_run_chunk, judge_run_execute, judge_run_fail, judge_run_queue, judge_runs_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +25,12 @@ class JudgeRunTask(Task):
     """A task whose first argument is a run id."""
 
     doing = "working on the run"
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        if not options.get("queue"):
+            run_id = args[0] if args else (kwargs or {}).get("run_id")
+            options["queue"] = judge_run_queue(run_id=run_id)
+        return super().apply_async(args, kwargs, **options)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         run_id = args[0] if args else kwargs.get("run_id")

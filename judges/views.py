@@ -14,7 +14,8 @@ from traffic.models import Sample
 
 from .forms import JudgeCreateForm, JudgeVersionForm, RunStartForm
 from .models import Judge, JudgeRun, JudgeVersion, Judgment
-from .selectors import judges_for_index, run_judgments, run_stats, runs_for_index
+from .costs import teacher_costs
+from .selectors import judges_for_index, run_judgments, run_stats, runs_for_index, version_promotions
 from .services import (
     JudgeError,
     judge_create,
@@ -52,7 +53,7 @@ def judge_new(request: HttpRequest) -> HttpResponse:
 def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
     judge = get_object_or_404(Judge, pk=pk)
     latest = judge.latest_version()
-    form = JudgeVersionForm(request.POST or None, initial=JudgeVersionForm.initial_from(latest))
+    form = JudgeVersionForm(request.POST or None, initial=JudgeVersionForm.initial_from(latest), surface=judge.surface)
     if request.method == "POST":
         if not has_role(request.user, Role.ANALYST):
             raise PermissionDenied("Only analysts and admins can edit judges.")
@@ -65,11 +66,15 @@ def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
             else:
                 messages.success(request, f"Saved as {version}; earlier versions are unchanged.")
                 return redirect("judges:detail", pk=pk)
+    versions = list(judge.versions.select_related("policy_version__policy", "student_model", "judge__surface"))
+    promotions = version_promotions(versions)
+    for version in versions:
+        version.promotion = promotions.get(version.pk)
     return render(request, "judges/judge_detail.html", {
-        "judge": judge, "versions": judge.versions.select_related("policy_version__policy"), "form": form,
+        "judge": judge, "versions": versions, "form": form,
         "runs": JudgeRun.objects.filter(judge_version__judge=judge).select_related("sample", "judge_version")[:30],
         "can_run": has_role(request.user, Role.ANALYST),
-        "import_form": _import_form(judge) if latest and latest.backend == JudgeVersion.Backend.IMPORTED else None,
+        "import_form": _import_form(judge) if latest and not latest.spec.has_model else None,
     })
 
 
@@ -99,13 +104,16 @@ def run_new(request: HttpRequest) -> HttpResponse:
 
 
 def _run_context(run: JudgeRun) -> dict:
-    return {"run": run, "stats": run_stats(run)}
+    stats = run_stats(run)
+    version = run.judge_version
+    return {"run": run, "stats": stats, "promotion": version_promotions([version]).get(version.pk),
+            "teachers": teacher_costs(run, stats.cost_per_1k) if version.student_model_id else []}
 
 
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(JudgeRun.objects.select_related("judge_version__judge", "judge_version__policy_version__policy",
-                                                            "sample", "precedent_set"), pk=pk)
+    run = get_object_or_404(JudgeRun.objects.select_related("judge_version__judge__surface", "judge_version__policy_version__policy",
+                                                            "judge_version__student_model", "sample", "precedent_set"), pk=pk)
     if request.htmx and request.htmx.target == "run-status":
         response = render(request, "judges/run_detail.html#status",
                           {**_run_context(run), "can_run": has_role(request.user, Role.ANALYST)})
@@ -146,7 +154,10 @@ def judgment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run", "item__query", "item__document", "judge_version__judge", "policy_version__policy", "precedent_set"), pk=pk)
     rubric = judgment.policy_version.parsed_rubric()
     labelled = [(dim, dim.level((judgment.labels or {}).get(dim.key))) for dim in rubric.dimensions]
-    return render(request, "judges/judgment_detail.html", {"j": judgment, "labelled": labelled})
+    version = judgment.judge_version
+    return render(request, "judges/judgment_detail.html", {
+        "j": judgment, "labelled": labelled, "student_model": version.student_model,
+        "promotion": version_promotions([version]).get(version.pk)})
 
 
 # --- REST API ----------------------------------------------------------------------------------

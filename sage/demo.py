@@ -42,6 +42,8 @@ DEMO_STEPS: list[str] = [
     "precedent.demo.demo_precedents_load",
     "judges.demo.demo_judges_load",
     "calibration.demo.demo_calibration_load",
+    "distill.demo.demo_distill_load",
+    "comparisons.demo.demo_comparisons_load",
 ]
 
 

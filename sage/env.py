@@ -58,6 +58,20 @@ class Env:
             raise ImproperlyConfigured(f"Environment variable {name}={value} must be at least {minimum}.")
         return value
 
+    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        raw = self.source.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not a number.") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not a finite number.")
+        if minimum is not None and value < minimum:
+            raise ImproperlyConfigured(f"Environment variable {name}={value} must be at least {minimum}.")
+        return value
+
     def list(self, name: str, default: list[str]) -> list[str]:
         raw = self.source.get(name)
         if raw is None:

@@ -20,7 +20,7 @@ class NavItem:
     app_label: str
 
 
-# In the order of the loop: policy → traffic → review → judge → calibrate → distill → compare.
+# In the order of the loop: policy → traffic → review → judge → calibrate → distill → compare → gate.
 AREAS: tuple[NavItem, ...] = (
     NavItem("Policies", "policy:list", "policy"),
     NavItem("Precedents", "precedent:list", "precedent"),
@@ -29,7 +29,8 @@ AREAS: tuple[NavItem, ...] = (
     NavItem("Judges", "judges:index", "judges"),
     NavItem("Calibration", "calibration:index", "calibration"),
     NavItem("Distill", "distill:index", "distill"),
-    NavItem("Comparisons", "calibration:comparisons", "calibration"),
+    NavItem("Comparisons", "comparisons:index", "comparisons"),
+    NavItem("Gates", "gates:index", "gates"),
 )
 
 

@@ -12,6 +12,8 @@ import secrets
 import stat
 from pathlib import Path
 
+from kombu import Exchange, Queue
+
 from .env import Env
 
 env = Env()
@@ -90,6 +92,9 @@ INSTALLED_APPS = [
     "precedent",
     "judges",
     "calibration",
+    "distill",
+    "comparisons",
+    "gates",
 ]
 
 MIDDLEWARE = [
@@ -221,6 +226,16 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", "sage")
+# Student training and student judge runs have queues of their own, so a GPU host can take them
+# (`celery -A sage worker -Q student,distill`) while CPU hosts keep the default queue. A worker
+# started without -Q consumes every queue listed here: the embedded demo's one worker does it all.
+SAGE_DISTILL_QUEUE = env.str("SAGE_DISTILL_QUEUE", "distill")
+SAGE_STUDENT_QUEUE = env.str("SAGE_STUDENT_QUEUE", "student")
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in dict.fromkeys((CELERY_TASK_DEFAULT_QUEUE, SAGE_DISTILL_QUEUE, SAGE_STUDENT_QUEUE))
+)
+# Training, evaluating and promoting students run on the distill queue (distill/tasks.py).
+CELERY_TASK_ROUTES = {"distill.tasks.*": {"queue": SAGE_DISTILL_QUEUE}}
 
 LOGGING = {
     "version": 1,
@@ -281,5 +296,35 @@ SAGE_JUDGE_SWEEP_S = env.int("SAGE_JUDGE_SWEEP_S", 60, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "judge-runs-sweep": {"task": "judges.tasks.judge_runs_sweep_task", "schedule": float(SAGE_JUDGE_SWEEP_S)},
+    "distill-students-sweep": {"task": "distill.tasks.students_sweep_task", "schedule": float(SAGE_JUDGE_SWEEP_S)},
 }
+# Variant comparisons (comparisons/): a comparison's refresh task re-checks its judge run every
+# SAGE_COMPARISON_POLL_S; beat refreshes unfinished ones too. Below SAGE_COMPARISON_MIN_COVERAGE (the
+# judged share of the compared results) a comparison gives no verdict.
+SAGE_COMPARISON_POLL_S = env.int("SAGE_COMPARISON_POLL_S", 2, minimum=1)
+SAGE_COMPARISON_MIN_COVERAGE = env.float("SAGE_COMPARISON_MIN_COVERAGE", 0.9, minimum=0)
+CELERY_BEAT_SCHEDULE["comparisons-sweep"] = {"task": "comparisons.tasks.comparisons_sweep_task",
+                                             "schedule": float(SAGE_JUDGE_SWEEP_S)}
+# Regression gates (gates/): a gate run's follow task re-checks its comparison every SAGE_GATE_POLL_S;
+# beat refreshes every running gate run too, so one whose follow task was lost still ends.
+SAGE_GATE_POLL_S = env.int("SAGE_GATE_POLL_S", 2, minimum=1)
+CELERY_BEAT_SCHEDULE["gate-runs-sweep"] = {"task": "gates.tasks.gate_runs_sweep_task", "schedule": float(SAGE_JUDGE_SWEEP_S)}
+# The address reports (sage_gate's JSON and JUnit) use for links, e.g. https://sage.example.com; empty: paths.
+SAGE_BASE_URL = env.str("SAGE_BASE_URL", "")
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# --- Distillation (distill/) ------------------------------------------------------------------
+# Hardware cost of a student judge, USD per hour of the host that runs it (a 2-core CPU VM by default):
+# a student's cost per 1k judgments = measured seconds per 1k x this / 3600 (judges.costs).
+SAGE_STUDENT_USD_PER_HOUR = env.float("SAGE_STUDENT_USD_PER_HOUR", 0.10, minimum=0)
+# A training run whose task shows no sign of life for SAGE_DISTILL_STALL_S (it beats every couple of
+# seconds while training) is resumed from its checkpoint by the sweep, and failed once
+# SAGE_DISTILL_STALL_RESUMES resumes in a row made no progress.
+SAGE_DISTILL_STALL_S = env.int("SAGE_DISTILL_STALL_S", 300, minimum=1)
+SAGE_DISTILL_STALL_RESUMES = env.int("SAGE_DISTILL_STALL_RESUMES", 2, minimum=0)
+# The default promotion bar of a surface with none of its own: student-human alpha >= ratio x teacher-human.
+SAGE_DISTILL_PROMOTION_RATIO = env.float("SAGE_DISTILL_PROMOTION_RATIO", 0.9, minimum=0.01)
+# Torch threads of a training or evaluation task; 0 = the cores this worker may use.
+SAGE_DISTILL_TORCH_THREADS = env.int("SAGE_DISTILL_TORCH_THREADS", 0, minimum=0)
+# The demo's student: trained on the demo's imported teacher runs (and NIST labels) when it loads.
+SAGE_DISTILL_DEMO_TRAIN = env.bool("SAGE_DISTILL_DEMO_TRAIN", True)

@@ -18,5 +18,8 @@ urlpatterns = [
     path("precedents/", include("precedent.urls")),
     path("judges/", include("judges.urls")),
     path("calibration/", include("calibration.urls")),
+    path("comparisons/", include("comparisons.urls")),
+    path("distill/", include("distill.urls")),
+    path("", include("gates.urls")),  # /gates/… pages and /api/gates/… for CI
     path("admin/", admin.site.urls),
 ]

@@ -60,6 +60,9 @@ def _path_kwargs() -> dict[str, dict[str, int]]:
         assignment = assignment_next(queue=ReviewQueue.objects.order_by("pk").first(),
                                      reviewer=get_user_model().objects.get(username="demo-admin"))
     ping = WorkerPing.objects.order_by("pk").first()
+    from comparisons.models import Comparison
+
+    comparison = Comparison.objects.order_by("pk").first()
     return {
         "policy:detail": {"pk": policy.pk}, "policy:diff": {"pk": policy.pk},
         "policy:version": {"pk": policy.pk, "version_pk": version.pk},
@@ -79,6 +82,53 @@ def _path_kwargs() -> dict[str, dict[str, int]]:
         **{f"review:{n}": {"pk": assignment.queue_id, "assignment_id": assignment.pk}
            for n in ("label-item", "label-submit", "label-skip", "label-back")},
         "ping-detail": {"pk": ping.pk if ping else 1},
+        **{f"comparisons:{n}": {"pk": comparison.pk} for n in ("detail", "review-slice", "recompute")},
+        "comparisons:query": {"pk": comparison.pk, "query_id": comparison.results["per_query"][0]["query_id"]},
+        **_distill_kwargs(),
+        **_gates_kwargs(),
+    }
+
+
+def _distill_kwargs() -> dict[str, dict[str, int]]:
+    from distill.models import StudentModel, TrainingSet
+
+    training_set = TrainingSet.objects.order_by("pk").first()
+    student = StudentModel.objects.order_by("pk").first()
+    return {
+        **{f"distill:{n}": {"pk": training_set.pk} for n in ("training-set", "student-new")},
+        **{f"distill:{n}": {"pk": student.pk if student else 1}
+           for n in ("student", "student-cancel", "student-resume", "student-evaluate", "student-promote")},
+    }
+
+
+def _gates_kwargs() -> dict[str, dict]:
+    """A gate on the demo's surface, a run of it and a token, made directly: only their ids matter here."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from gates.models import Gate, GateRun
+    from gates.services import gate_create, token_create
+    from judges.models import JudgeVersion
+    from traffic.models import Variant
+
+    admin = get_user_model().objects.get(username="demo-admin")
+    gate = Gate.objects.order_by("pk").first()
+    if gate is None:
+        version = JudgeVersion.objects.order_by("pk").first()
+        variants = Variant.objects.filter(surface=version.judge.surface).order_by("role", "pk")
+        gate = gate_create(user=admin, name="demo-gate", surface=version.judge.surface, baseline=variants[0],
+                           judge_version=version, metrics={"ndcg@10": -0.02})
+        GateRun.objects.create(gate=gate, candidate=variants.last(), source="ui", status="error", message="test",
+                               deadline_at=timezone.now() + timedelta(minutes=1))
+        token_create(owner=admin, name="hostile", scopes=["gate:run"], user=admin)
+    run = GateRun.objects.order_by("pk").first()
+    token = admin.scoped_tokens.order_by("pk").first()
+    return {
+        **{f"gates:{n}": {"pk": gate.pk} for n in ("detail", "edit", "run-create")},
+        "gates:run": {"pk": run.pk}, "gates:token-revoke": {"pk": token.pk},
+        "gates:api-runs": {"name": gate.name}, "gates:api-run": {"name": gate.name, "run_id": run.pk},
     }
 
 

