@@ -1,6 +1,7 @@
 """Student throughput on real TREC DL pairs: naive loops and our predictor side by side, in one run.
 
     .venv/bin/python bench/student.py                       # CPU, 2000 pairs, 3 repeats
+    .venv/bin/python bench/student.py --features interaction  # the interaction student (no joint pass)
     .venv/bin/python bench/student.py --device cuda --pairs 50000 --naive-pairs 2000
 
 Every figure is end to end: raw (query, passage) text in, decoded labels out, tokenisation included;
@@ -20,8 +21,9 @@ What is measured (each the median of --repeats runs over the same pairs):
   path Q, with its label agreement with our float path ("none") on the same pairs.
 
 The model is --model (a student folder, e.g. one bench/distill_trec.py left), else a reference student
-trained here once (1 epoch on 600 DL 2019 pairs whose queries are not in the measured sample) and
-kept under var/bench-student/ for later runs, so agreement is measured on a model that learnt something.
+trained here once with the StudentConfig defaults (1 epoch on 600 DL 2019 pairs whose queries are not in
+the measured sample) and kept under var/bench-student/ for later runs, so agreement is measured on a model
+that learnt something. Delete that folder after changing the defaults.
 """
 
 from __future__ import annotations
@@ -71,10 +73,12 @@ def training_queries(rows: list[dict]) -> set[str]:
     return set(dl2019[:TRAIN_QUERIES])
 
 
-def reference_student(rows: list[dict]) -> Path:
+def reference_student(rows: list[dict], features: str = "") -> Path:
+    """The reference student of `features` (default: StudentConfig's), trained once under var/bench-student/."""
     from distill.core.train import Example, train_student
 
-    model_dir = REFERENCE_DIR / "model"
+    reference_dir = REFERENCE_DIR / (features or StudentConfig.features)
+    model_dir = reference_dir / "model"
     if (model_dir / "manifest.json").is_file():
         return model_dir
     held = training_queries(rows)
@@ -89,10 +93,11 @@ def reference_student(rows: list[dict]) -> Path:
     validation_queries = sorted(held)[:2]
     train = [example(r) for r in pool if r["query_id"] not in validation_queries][:600]
     validation = [example(r) for r in pool if r["query_id"] in validation_queries][:200]
-    config = StudentConfig(dimensions=[DimensionSpec("relevance", (0, 1, 2, 3))], epochs=1)
+    config = StudentConfig(dimensions=[DimensionSpec("relevance", (0, 1, 2, 3))], epochs=1,
+                           **({"features": features} if features else {}))
     print(f"training a reference student into {model_dir} (once) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    train_student(train, validation, config, REFERENCE_DIR)
+    train_student(train, validation, config, reference_dir)
     print(f"  trained in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return model_dir
 
@@ -165,6 +170,8 @@ def main() -> None:
                         help="pairs the naive loops label per repeat (the first of the same sample; a rate is a rate)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", type=Path, help="a student model folder (default: a reference student trained once)")
+    parser.add_argument("--features", choices=["joint", "interaction", "joint+interaction"], default="",
+                        help="the reference student's feature set (default: StudentConfig's); ignored with --model")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--paths", default="", help="comma-separated execution paths (default: all for the device)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward (default: the predictor's)")
@@ -173,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = read_rows()
-    model_dir = args.model or reference_student(rows)
+    model_dir = args.model or reference_student(rows, args.features)
     pairs = sample_pairs(rows, args.pairs, args.seed)
     naive_pairs = pairs[:args.naive_pairs]
     threads = args.threads or cpu_threads()
@@ -187,7 +194,10 @@ def main() -> None:
           f"load average {load_before[0]:.1f} · model {model_dir.name}", file=sys.stderr, flush=True)
 
     results: list[tuple[str, int, float, str, float | None]] = []  # (row, pairs, median s, note, agreement)
-    max_length = int(json.loads((model_dir / "manifest.json").read_text())["config"]["max_length"])
+    config = json.loads((model_dir / "manifest.json").read_text())["config"]
+    max_length = int(config["max_length"])
+    print(f"  student: features {config.get('features', 'joint')}, cosine {config.get('cosine_feature')}, "
+          f"max_length {max_length}", file=sys.stderr, flush=True)
     seconds, _ = timed(naive_hf(model_dir, naive_pairs, args.device, max_length), args.repeats)
     name = f"naive HF loop (1 pair/forward, padded to {max_length}, fp32)"
     results.append((name, len(naive_pairs), seconds, "", None))
@@ -219,7 +229,8 @@ def main() -> None:
     naive_rate = results[0][1] / results[0][2]
     student_rate = results[1][1] / results[1][2]
     print(f"\nDevice {args.device} ({device_name}), {threads} threads, load average {load_before[0]:.1f} → "
-          f"{load_after[0]:.1f}; model {model_dir.name}; medians of {args.repeats} repeats.\n")
+          f"{load_after[0]:.1f}; model {model_dir.name} (features {config.get('features', 'joint')}); "
+          f"medians of {args.repeats} repeats.\n")
     print("| path | pairs | median s | pairs/s | × naive HF | × naive student | labels = float path | note |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, n, seconds, note, agree in results:

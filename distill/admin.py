@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from .models import PromotionBar, PromotionDecision, StudentEvaluation, StudentModel, TrainingSet, TrainingSetSource
+from .models import (PromotionBar, PromotionDecision, StudentEvaluation, StudentModel, TrainingExample, TrainingSet,
+                     TrainingSetSource)
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -21,6 +22,12 @@ class TrainingSetAdmin(ReadOnly):
 @admin.register(TrainingSetSource)
 class TrainingSetSourceAdmin(ReadOnly):
     list_display = ("training_set", "kind", "judge_run", "weight", "examples")
+
+
+@admin.register(TrainingExample)
+class TrainingExampleAdmin(ReadOnly):
+    list_display = ("training_set", "split", "query_key", "labels", "weight")
+    list_filter = ("split",)
 
 
 @admin.register(StudentModel)

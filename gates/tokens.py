@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -103,10 +103,7 @@ def token_api(*, methods: tuple[str, ...], scopes: tuple[str, ...] = ()) -> Call
                 request.token, request.user = token, token.owner
                 return view(request, *args, **kwargs)
             except ApiError as exc:
-                body = {"error": exc.code, "message": str(exc)}
-                if exc.details is not None:
-                    body["details"] = exc.details
-                return JsonResponse(body, status=exc.status)
+                return exc.response()
 
         return wrapped
 

@@ -25,6 +25,13 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.details = status, code, details
 
+    def response(self) -> JsonResponse:
+        """The error as every API answers it: {"error", "message", "details"?} with its status."""
+        body = {"error": self.code, "message": str(self)}
+        if self.details is not None:
+            body["details"] = self.details
+        return JsonResponse(body, status=self.status)
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
@@ -70,10 +77,7 @@ def api_view(*, methods: tuple[str, ...], roles: tuple[Role, ...] = ()) -> Calla
                                    code="forbidden")
                 return view(request, *args, **kwargs)
             except ApiError as exc:
-                body = {"error": exc.code, "message": str(exc)}
-                if exc.details is not None:
-                    body["details"] = exc.details
-                return JsonResponse(body, status=exc.status)
+                return exc.response()
 
         return wrapped
 

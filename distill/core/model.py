@@ -108,8 +108,11 @@ class StudentConfig:
     # What the heads read: "joint" | "interaction" | "joint+interaction" (module docstring). Measured on
     # the 5 held-out TREC DL 2023 queries, frozen encoder, soft targets of 5 teachers (BENCHMARKS.md,
     # "Student judge on real data"): α vs NIST joint 0.023, interaction 0.128, joint+interaction 0.261,
-    # interaction with a single teacher 0.240 — all below the zero-shot cosine's 0.403 (teachers 0.39-0.53),
-    # so no feature set is proven better on quality and "joint" stays the default. CIs span ±0.3.
+    # interaction with a single teacher 0.240 — all below the zero-shot cosine's 0.403 (teachers 0.39-0.53);
+    # CIs span ±0.3. "interaction" also does about half the encoder work per pair (no joint pass; each
+    # distinct query of a batch encoded once; BENCHMARKS.md, "Student throughput"), but "joint" stays the
+    # default: with "interaction" the small test student (tests/distill/predict_helpers.py) gives only 2
+    # distinct labels on the fixed set, so the test that proves the agreement checks can fail does not pass.
     features: str = "joint"
     # Hidden units of a one-hidden-layer head (GELU, dropout); 0 = a linear head.
     head_hidden: int = 0
@@ -293,11 +296,16 @@ class StudentModel(nn.Module):
             if "token_type_ids" in pair:
                 features["token_type_ids"] = pair["token_type_ids"]
         if self.config.uses_bi_encoder:
-            q = tokenizer(queries, truncation=True, max_length=min(QUERY_MAX_LENGTH, self.config.max_length),
+            # A batch of real traffic holds many results of one query: each distinct query is tokenised and
+            # encoded once, and `query_index` maps every pair to its query's row.
+            rows: dict[str, int] = {}
+            query_index = torch.tensor([rows.setdefault(q, len(rows)) for q in queries], dtype=torch.int64)
+            q = tokenizer(list(rows), truncation=True, max_length=min(QUERY_MAX_LENGTH, self.config.max_length),
                           padding="longest", return_tensors="pt")
             p = tokenizer(passages, truncation=True, max_length=self.config.max_length, padding="longest",
                           return_tensors="pt")
             features.update(query_input_ids=q["input_ids"], query_attention_mask=q["attention_mask"],
+                            query_index=query_index,
                             passage_input_ids=p["input_ids"], passage_attention_mask=p["attention_mask"])
         return features
 
@@ -320,18 +328,22 @@ class StudentModel(nn.Module):
                 token_type_ids: torch.Tensor | None = None,
                 query_input_ids: torch.Tensor | None = None, query_attention_mask: torch.Tensor | None = None,
                 passage_input_ids: torch.Tensor | None = None, passage_attention_mask: torch.Tensor | None = None,
-                ) -> dict[str, torch.Tensor]:
+                query_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return self.heads_forward(self.encode_features(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             query_input_ids=query_input_ids, query_attention_mask=query_attention_mask,
-            passage_input_ids=passage_input_ids, passage_attention_mask=passage_attention_mask))
+            passage_input_ids=passage_input_ids, passage_attention_mask=passage_attention_mask,
+            query_index=query_index))
 
     def encode_parts(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                      token_type_ids: torch.Tensor | None = None, query_input_ids: torch.Tensor | None = None,
                      query_attention_mask: torch.Tensor | None = None, passage_input_ids: torch.Tensor | None = None,
-                     passage_attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                     passage_attention_mask: torch.Tensor | None = None,
+                     query_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The encoder's outputs the features are made of: "joint" (pooled cross-encoding) and/or "query"
-        and "passage" (the bi-encoder's mean-pooled embeddings, not yet normalised), each [batch, hidden]."""
+        and "passage" (the bi-encoder's mean-pooled embeddings, not yet normalised), each [batch, hidden].
+        `query_index` (from featurize) maps each pair to its row of the distinct queries encoded; without
+        it the query rows are the pairs' own."""
         parts: dict[str, torch.Tensor] = {}
         if self.config.uses_joint:
             if input_ids is None or attention_mask is None:
@@ -346,6 +358,8 @@ class StudentModel(nn.Module):
                 parts["query"] = self._mean_pool(self.encoder(input_ids=query_input_ids,
                                                               attention_mask=query_attention_mask).last_hidden_state,
                                                  query_attention_mask).float()
+                if query_index is not None:
+                    parts["query"] = parts["query"].index_select(0, query_index)
                 parts["passage"] = self._mean_pool(self.encoder(input_ids=passage_input_ids,
                                                                 attention_mask=passage_attention_mask).last_hidden_state,
                                                    passage_attention_mask).float()

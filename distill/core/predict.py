@@ -140,9 +140,14 @@ class _TupleOutputs(torch.nn.Module):
         return tuple(outputs[key] for key in self.output_keys)
 
 
-def _length_axis(name: str) -> str:
-    # Inputs tokenised together share their sequence length (ids and mask of one text kind).
-    return f"{name.rsplit('_', 2)[0]}_length" if name.startswith(("query_", "passage_")) else "pair_length"
+def _dynamic_axes(name: str) -> dict[int, str]:
+    # Inputs tokenised together share their sequence length (ids and mask of one text kind). The distinct
+    # queries of a batch are their own, smaller batch; `query_index` has one entry per pair.
+    if name == "query_index":
+        return {0: "batch"}
+    if name.startswith("query_"):
+        return {0: "query_batch", 1: "query_length"}
+    return {0: "batch", 1: "passage_length" if name.startswith("passage_") else "pair_length"}
 
 
 def onnx_runner(model: StudentModel, tokenizer: Any, *, int8: bool, threads: int) -> OnnxRunner:
@@ -153,11 +158,13 @@ def onnx_runner(model: StudentModel, tokenizer: Any, *, int8: bool, threads: int
 
     import onnxruntime as ort
 
-    sample = model.featurize(tokenizer, ["a short query", "another query here"],
-                             ["a passage of a few words", "a longer passage with some more words in it"])
+    # A repeated query, so the traced graph maps pairs to distinct queries as real batches do.
+    sample = model.featurize(tokenizer, ["a short query", "another query here", "a short query"],
+                             ["a passage of a few words", "a longer passage with some more words in it",
+                              "a third passage"])
     input_names = list(sample)
     output_keys = [d.key for d in model.config.dimensions]
-    dynamic_axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: _length_axis(name)} for name in input_names}
+    dynamic_axes: dict[str, dict[int, str]] = {name: _dynamic_axes(name) for name in input_names}
     dynamic_axes.update({key: {0: "batch"} for key in output_keys})
     with tempfile.TemporaryDirectory(prefix="sage-student-onnx-") as folder:
         path = Path(folder) / "student.onnx"
@@ -250,8 +257,11 @@ class Predictor:
             raise ValueError("batch_size must be at least 1")
         queries = [p.query for p in pairs]
         passages = [passage_text(p.title, p.body) for p in pairs]
-        order = sorted(range(len(pairs)),
-                       key=lambda i: min(len(queries[i]), self._char_cap) + min(len(passages[i]), self._char_cap))
+        cap = self._char_cap
+        if self.model.config.uses_joint:  # the joint pass pads to the longest (query, passage) pair
+            order = sorted(range(len(pairs)), key=lambda i: min(len(queries[i]), cap) + min(len(passages[i]), cap))
+        else:  # only passages are padded per pair (the distinct queries are few and short)
+            order = sorted(range(len(pairs)), key=lambda i: min(len(passages[i]), cap))
         keys = [d.key for d in self.dimensions]
         labels: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         probabilities: dict[str, list[torch.Tensor]] = {k: [] for k in keys}

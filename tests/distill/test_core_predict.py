@@ -129,6 +129,25 @@ def test_pairs_with_title_only_or_long_bodies_are_labelled(auto_predictor):
     assert len(out) == 2
 
 
+def test_each_distinct_query_of_a_batch_is_encoded_once_with_the_same_labels(student_dir):
+    model, tokenizer, _ = load_student(student_dir)
+    pairs = fixed_pairs()[:36]  # 2 queries, 18 passages each
+    queries, passages = [p.query for p in pairs], [passage_text(p.title, p.body) for p in pairs]
+    features = model.featurize(tokenizer, queries, passages)
+    assert features["query_input_ids"].shape[0] == 2 and features["passage_input_ids"].shape[0] == 36
+    # the same pairs with each pair's query encoded for it alone (no index): the same features and labels
+    own = tokenizer(queries, padding="longest", return_tensors="pt")
+    alone_inputs = {**features, "query_input_ids": own["input_ids"], "query_attention_mask": own["attention_mask"],
+                    "query_index": None}
+    with torch.inference_mode():
+        shared = model.encode_features(**features)
+        alone = model.encode_features(**alone_inputs)
+        labels_shared = model.decode(model.heads_forward(shared))["relevance"]
+        labels_alone = model.decode(model.heads_forward(alone))["relevance"]
+    assert shared.shape == alone.shape and torch.allclose(shared, alone, atol=1e-5)
+    assert torch.equal(labels_shared, labels_alone)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU hosts)")
 def test_on_cuda_auto_is_bf16_and_agrees_with_float_on_at_least_99_percent(student_dir, float_predictions):
     predictor = build_predictor(student_dir, device="cuda")

@@ -196,12 +196,12 @@ class Command(BaseCommand):
             stamp = now.isoformat()
             columns = ["run_id", "item_id", "status", "labels", "rationale", "error_kind", "error_message", "prompt",
                        "raw_response", "tokens_in", "tokens_out", "cost", "attempts", "repaired", "judge_version_id",
-                       "policy_version_id", "rubric_hash", "precedent_ids", "item_hash", "cache_key", "created_at"]
+                       "policy_version_id", "rubric_hash", "precedent_ids", "item_hash", "cache_key", "model_hash", "created_at"]
             labels_json = [json.dumps({"relevance": v}) for v in range(4)]
             _copy(cur, "judges_judgment", columns,
                   chunks(n_items, lambda k: f"{run.pk}\t{item_ids[k]}\tok\t{labels_json[judge[k]]}\t\t\t\t\t"
                                             f"{labels_json[judge[k]]}\t0\t0\t0\t1\tf\t{jv.pk}\t{pv_id}\t{rubric_hash}\t[]\t"
-                                            f"{item_hashes[k]}\t{keys[k]}\t{stamp}\n"),
+                                            f"{item_hashes[k]}\t{keys[k]}\t\t{stamp}\n"),
                   n_items, "judgments", bar_cls)
 
             n_labelled = max(1, int(round(opt["human_fraction"] * n_items)))
