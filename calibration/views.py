@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from judges.models import JudgeRun
+from judges.selectors import version_promotions
 from policy.models import Policy
 from sage.params import choice_param, int_param, parse_int
 from sage.roles import Role, has_role
@@ -75,6 +76,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "drill_base": reverse("calibration:cell", args=[run.pk]),
         "other_runs": JudgeRun.objects.filter(sample=run.sample, status__in=JUDGED_STATUSES).exclude(pk=run.pk)
         .select_related("judge_version__judge")[:20],
+        # A student's labels: the decision that allows them (an override's reason) is shown with them.
+        "student_model": run.judge_version.student_model,
+        "promotion": version_promotions([run.judge_version]).get(run.judge_version.pk),
     })
 
 

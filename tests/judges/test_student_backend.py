@@ -197,6 +197,10 @@ def test_a_student_run_pins_the_model_hash_reuses_by_hash_and_costs_by_hardware_
     assert world.student.model_hash[:12] in page
     judgment = client.get(f"/judges/judgments/{judgments[0].pk}/").content.decode()
     assert world.student.model_hash[:12] in judgment and "pilot: approved by the relevance lead" in judgment
+    # The calibration page of the run shows the student and why its labels may be used.
+    calibration = client.get(f"/calibration/runs/{run.pk}/").content.decode()
+    assert world.student.name in calibration and "promoted by override" in calibration
+    assert "pilot: approved by the relevance lead" in calibration
 
 
 def test_a_student_run_whose_model_was_replaced_ends_in_errors_not_labels(world, run_inline):
