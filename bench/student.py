@@ -11,7 +11,7 @@ judgments (and 2023's where present), ../shared/data relative to the repository.
 What is measured (each the median of --repeats runs over the same pairs):
 
 - naive HF loop: what a first transformers script does. AutoModelForSequenceClassification over the
-  student's base encoder (4 labels), one pair at a time, `tokenizer(query, passage, truncation=True,
+  packaged 6-layer MiniLM, whatever the student's encoder (4 labels), one pair at a time, `tokenizer(query, passage, truncation=True,
   max_length=L, padding="max_length")`, float32, `torch.no_grad()`, argmax. Its head is untrained:
   this row measures speed only. This is the kind of loop the issue's 49 pairs/s (2 CPU cores) and
   ~2,200 pairs/s (H100) describe.
@@ -23,7 +23,9 @@ What is measured (each the median of --repeats runs over the same pairs):
 The model is --model (a student folder, e.g. one bench/distill_trec.py left), else a reference student
 trained here once with the StudentConfig defaults (1 epoch on 600 DL 2019 pairs whose queries are not in
 the measured sample) and kept under var/bench-student/ for later runs, so agreement is measured on a model
-that learnt something. Delete that folder after changing the defaults.
+that learnt something. Delete that folder after changing the defaults. With --compact-layers N the
+reference student's base is a compact encoder (distill.core.compact: the MiniLM's first N layers,
+distilled to reproduce its embeddings on the DL 2019 texts, once, under var/bench-student/encoders/).
 """
 
 from __future__ import annotations
@@ -73,11 +75,30 @@ def training_queries(rows: list[dict]) -> set[str]:
     return set(dl2019[:TRAIN_QUERIES])
 
 
-def reference_student(rows: list[dict], features: str = "") -> Path:
-    """The reference student of `features` (default: StudentConfig's), trained once under var/bench-student/."""
+def compact_reference_encoder(rows: list[dict], layers: int) -> Path:
+    """A compact encoder of the packaged MiniLM's first `layers` layers, distilled once under
+    var/bench-student/encoders/ on the DL 2019 passages and queries of the reference student's training
+    queries plus every DL 2019 passage text (unlabelled; the measured sample's labels are never read)."""
+    from distill.core.compact import compact_encoder
+    from distill.core.model import PACKAGED_MINILM
+
+    folder = REFERENCE_DIR / "encoders" / f"minilm-l{layers}"
+    if not (folder / "config.json").is_file():
+        texts = [r["doc"] for r in rows if not r["doc_id"].startswith("msmarco_")]
+        texts += [r["query"] for r in rows if not r["doc_id"].startswith("msmarco_")]
+        print(f"distilling a {layers}-layer compact encoder into {folder} (once) ...", file=sys.stderr, flush=True)
+        result = compact_encoder(PACKAGED_MINILM, layers, texts, folder)
+        print(f"  {result.seconds:.0f} s; fidelity {result.fidelity_before:.3f} → {result.fidelity_after:.3f}",
+              file=sys.stderr, flush=True)
+    return folder
+
+
+def reference_student(rows: list[dict], features: str = "", base_model: Path | None = None) -> Path:
+    """The reference student of `features` (default: StudentConfig's) on `base_model` (default: the packaged
+    MiniLM), trained once under var/bench-student/."""
     from distill.core.train import Example, train_student
 
-    reference_dir = REFERENCE_DIR / (features or StudentConfig.features)
+    reference_dir = REFERENCE_DIR / ((features or StudentConfig.features) + (f"@{base_model.name}" if base_model else ""))
     model_dir = reference_dir / "model"
     if (model_dir / "manifest.json").is_file():
         return model_dir
@@ -94,7 +115,8 @@ def reference_student(rows: list[dict], features: str = "") -> Path:
     train = [example(r) for r in pool if r["query_id"] not in validation_queries][:600]
     validation = [example(r) for r in pool if r["query_id"] in validation_queries][:200]
     config = StudentConfig(dimensions=[DimensionSpec("relevance", (0, 1, 2, 3))], epochs=1,
-                           **({"features": features} if features else {}))
+                           **({"features": features} if features else {}),
+                           **({"base_model": str(base_model)} if base_model else {}))
     print(f"training a reference student into {model_dir} (once) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     train_student(train, validation, config, reference_dir)
@@ -124,11 +146,16 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(seconds), result
 
 
-def naive_hf(model_dir: Path, pairs: list[Pair], device: str, max_length: int):
+def naive_hf(pairs: list[Pair], device: str, max_length: int):
+    """The naive loop over the packaged 6-layer MiniLM, whatever the measured student's encoder (a compact
+    student must not make the baseline faster too)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir / "encoder"), num_labels=4)
+    from distill.core.model import PACKAGED_MINILM, resolve_base_model
+
+    base = resolve_base_model(PACKAGED_MINILM)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=4)
     model = model.to(device).eval()
 
     def run() -> list[int]:
@@ -172,6 +199,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a student model folder (default: a reference student trained once)")
     parser.add_argument("--features", choices=["joint", "interaction", "joint+interaction"], default="",
                         help="the reference student's feature set (default: StudentConfig's); ignored with --model")
+    parser.add_argument("--compact-layers", type=int, default=0,
+                        help="train the reference student on a compact encoder of this many layers (distilled once)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--paths", default="", help="comma-separated execution paths (default: all for the device)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward (default: the predictor's)")
@@ -180,7 +209,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = read_rows()
-    model_dir = args.model or reference_student(rows, args.features)
+    base_model = compact_reference_encoder(rows, args.compact_layers) if args.compact_layers and not args.model else None
+    model_dir = args.model or reference_student(rows, args.features, base_model)
     pairs = sample_pairs(rows, args.pairs, args.seed)
     naive_pairs = pairs[:args.naive_pairs]
     threads = args.threads or cpu_threads()
@@ -199,8 +229,8 @@ def main() -> None:
     max_length = int(config["max_length"])
     print(f"  student: features {config.get('features', 'joint')}, cosine {config.get('cosine_feature')}, "
           f"max_length {max_length}", file=sys.stderr, flush=True)
-    seconds, _ = timed(naive_hf(model_dir, naive_pairs, args.device, max_length), args.repeats)
-    name = f"naive HF loop (1 pair/forward, padded to {max_length}, fp32)"
+    seconds, _ = timed(naive_hf(naive_pairs, args.device, max_length), args.repeats)
+    name = f"naive HF loop (packaged 6-layer MiniLM, 1 pair/forward, padded to {max_length}, fp32)"
     results.append((name, len(naive_pairs), seconds, "", None))
     print(f"  naive HF: {len(naive_pairs) / seconds:.1f} pairs/s", file=sys.stderr, flush=True)
     seconds, naive_labels = timed(naive_student(model_dir, naive_pairs, args.device), args.repeats)

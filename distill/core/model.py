@@ -123,6 +123,11 @@ class StudentConfig:
     # shares on the training pairs match the targets' shares (ordinal alpha punishes a student whose
     # labels bunch at the low end; see BENCHMARKS.md). Costs one forward pass over the training split.
     calibrate_cuts: bool = False
+    # Start each head as the zero-shot cosine baseline (a CORAL head reading only the scaled cosine, its
+    # thresholds at the cosine quantiles that reproduce the training targets' level shares) and count that
+    # start as epoch 0 of early stopping: training then learns a correction to the cosine and keeps it only
+    # where validation agreement improves. Needs a linear CORAL head over features with the cosine.
+    cosine_init: bool = False
     # Class imbalance: an example's weight is multiplied by Σ_level target × (N / (K n_level))^power;
     # 0.5 (square root of inverse frequency) lifts rare top levels without letting a handful dominate.
     class_weight_power: float = 0.5
@@ -159,6 +164,8 @@ class StudentConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_length < 8:
             raise ValueError("max_length must be at least 8 tokens")
+        if self.cosine_init and not (self.uses_bi_encoder and self.head == "coral" and int(self.head_hidden) == 0):
+            raise ValueError("cosine_init needs the cosine among the features, a CORAL head and head_hidden 0")
 
     @property
     def uses_joint(self) -> bool:

@@ -16,14 +16,17 @@ Guarantees:
   (a new model_hash) is loaded afresh.
 - Cheap per pair: the fast tokenizer runs once per batch (in a background thread, so the next batch is
   tokenised while this one computes), under `torch.inference_mode`, with torch threads = the cores
-  this process may use. On CPU `quantize="auto"` takes AUTO_CPU (the fastest path that keeps >= 99%
-  agreement, measured in BENCHMARKS.md "Student throughput"); on CUDA it takes bf16 autocast, big
-  batches, pinned host memory and one device-to-host copy per call.
+  this process may use. On CPU `quantize="auto"` takes the fastest path that keeps >= 99% agreement
+  (BENCHMARKS.md "Student throughput"): bf16 autocast where the CPU has bf16 instructions, else the
+  float graph on ONNX Runtime; on CUDA it takes bf16 autocast, big batches, pinned host memory and one
+  device-to-host copy per call.
+- Two towers encode apart: a student without the joint pass ("interaction") encodes each distinct query
+  of a call once and each batch's passages alone, so its cost per pair is one passage's encoding.
 
 Execution paths (`quantize`): "none" (float32 torch), "int8" (torch dynamic int8 quantization of the
 encoder's Linear layers; the small heads stay float), "onnx" (the float forward exported to ONNX and
 run by ONNX Runtime), "onnx-int8" (that graph with int8 dynamic quantization of the encoder's MatMuls,
-per channel), "bf16" (autocast; meant for CUDA) and "auto".
+per channel), "bf16" (autocast: CUDA, or a CPU with AVX512-BF16/AMX) and "auto".
 """
 
 from __future__ import annotations

@@ -377,6 +377,31 @@ def fit_cuts(model: StudentModel, features: torch.Tensor, train: Sequence[Exampl
         model.heads[spec.key].cuts.copy_(torch.tensor(cuts, dtype=torch.float32))
 
 
+def init_heads_from_cosine(model: StudentModel, features: torch.Tensor, train: Sequence[Example]) -> None:
+    """Make each (linear CORAL) head the thresholded cosine: score = scaled cosine, thresholds at the cosine
+    quantiles that reproduce the training targets' (weighted) level shares — the zero-shot baseline."""
+    cosine = features[:, -1].float()  # combine_parts keeps the raw cosine last
+    scale = float(model.cosine_scale.detach())
+    with torch.no_grad():
+        for spec in model.config.dimensions:
+            rows = [i for i, e in enumerate(train) if spec.key in e.targets]
+            shares = np.zeros(len(spec.values))
+            for i in rows:
+                shares += np.asarray(train[i].targets[spec.key]) * train[i].weight
+            cumulative = np.clip(np.cumsum(shares / shares.sum())[:-1], 0, 1)
+            cuts = np.quantile(cosine[rows].cpu().numpy(), cumulative) * scale
+            head = model.heads[spec.key]
+            linear = head.score
+            assert isinstance(linear, torch.nn.Linear)  # config validation: head_hidden 0
+            linear.weight.zero_()
+            linear.weight[0, -1] = 1.0
+            linear.bias.zero_()
+            # thresholds = θ0, θ0 + cumsum(softplus(gap) + 1e-3): invert for the wanted (ordered) cuts
+            gaps = np.maximum(np.diff(cuts) - 1e-3, 1e-4)
+            head.first_threshold.fill_(float(cuts[0]))
+            head.gaps.copy_(torch.as_tensor(np.log(np.expm1(gaps)), dtype=head.gaps.dtype))
+
+
 # Fields that change how a run is executed, not what it computes: a resumed run may change them.
 OPERATIONAL_FIELDS = frozenset({"checkpoint_every_steps", "checkpoint_every_seconds", "num_threads", "device"})
 
@@ -479,6 +504,25 @@ def train_student(train: list[Example], validation: list[Example], config: Stude
                                       step=state["global_step"], steps_total=steps_total, loss=loss,
                                       val_alpha=alpha, message=message))
 
+    def evaluate_epoch(number: int, train_loss: float | None = None) -> tuple[dict, dict, float, bool]:
+        """Validation α after epoch `number` (0: the starting heads); the best model so far is saved."""
+        alphas = validation_alpha(model, tokenizer, validation, device=device, batch_size=max(config.batch_size, 64),
+                                  features=cache["validation"])
+        mean = _mean_alpha(alphas)
+        entry = {"epoch": number, "step": state["global_step"], "train_loss": train_loss,
+                 "val_alpha": alphas, "val_alpha_mean": mean}
+        state["history"].append(entry)
+        improved = state["best_alpha"] is None or mean > state["best_alpha"]
+        if improved:
+            state["best_alpha"], state["best_epoch"], state["bad_epochs"] = mean, number, 0
+            save_student(model, tokenizer, model_dir, extra_manifest={
+                **(extra_manifest or {}), "training_set_hash": (extra_manifest or {}).get("training_set_hash", data_hash),
+                "metrics": {"val_alpha": alphas, "val_alpha_mean": mean, "best_epoch": number,
+                            "train_examples": len(train), "validation_examples": len(validation)}})
+        else:
+            state["bad_epochs"] += 1
+        return entry, alphas, mean, improved
+
     last_checkpoint = time.monotonic()
     frozen = config.learning_rate == 0
     cache: dict[str, torch.Tensor | None] = {"train": None, "validation": None}
@@ -492,6 +536,14 @@ def train_student(train: list[Example], validation: list[Example], config: Stude
             if cache[name] is None:
                 checkpoint()
                 raise TrainingCancelled(f"stopped while encoding; checkpoint in {checkpoint_path.parent}")
+    if config.cosine_init and state["global_step"] == 0 and not state["history"]:
+        report(None, None, "starting the heads from the zero-shot cosine")
+        features = cache["train"]
+        if features is None:
+            features = encode_examples(model, tokenizer, train, batch_size=max(config.batch_size, 64), device=device)
+        init_heads_from_cosine(model, features, train)
+        evaluate_epoch(0)
+        checkpoint()
     model.train()
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"]
@@ -532,21 +584,7 @@ def train_student(train: list[Example], validation: list[Example], config: Stude
                 checkpoint()
                 last_checkpoint = time.monotonic()
 
-        alphas = validation_alpha(model, tokenizer, validation, device=device, batch_size=max(config.batch_size, 64),
-                                  features=cache["validation"])
-        mean = _mean_alpha(alphas)
-        entry = {"epoch": epoch + 1, "step": state["global_step"], "train_loss": running[0] / max(running[1], 1),
-                 "val_alpha": alphas, "val_alpha_mean": mean}
-        state["history"].append(entry)
-        improved = state["best_alpha"] is None or mean > state["best_alpha"]
-        if improved:
-            state["best_alpha"], state["best_epoch"], state["bad_epochs"] = mean, epoch + 1, 0
-            save_student(model, tokenizer, model_dir, extra_manifest={
-                **(extra_manifest or {}), "training_set_hash": (extra_manifest or {}).get("training_set_hash", data_hash),
-                "metrics": {"val_alpha": alphas, "val_alpha_mean": mean, "best_epoch": epoch + 1,
-                            "train_examples": len(train), "validation_examples": len(validation)}})
-        else:
-            state["bad_epochs"] += 1
+        entry, alphas, mean, improved = evaluate_epoch(epoch + 1, running[0] / max(running[1], 1))
         state["epoch"], state["step_in_epoch"], state["running"] = epoch + 1, 0, [0.0, 0]
         stop_early = state["bad_epochs"] >= config.patience
         state["finished"] = stop_early or state["epoch"] >= config.epochs

@@ -306,3 +306,41 @@ def test_interaction_features_train_save_load_and_share_one_encoding(features, t
 def test_an_unknown_feature_set_is_refused():
     with pytest.raises(ValueError, match="features must be one of"):
         tiny_config(features="topics")
+
+
+def test_cosine_init_starts_as_the_thresholded_cosine_and_counts_as_epoch_zero(tmp_path):
+    import numpy as np
+
+    from distill.core.model import StudentModel
+    from distill.core.train import init_heads_from_cosine
+
+    from .predict_helpers import RELEVANCE, SAFETY, training_examples
+
+    config = StudentConfig(dimensions=[RELEVANCE], features="interaction", cosine_init=True, learning_rate=0.0)
+    model = StudentModel(config).eval()
+    examples = [e for e in training_examples()]
+    rng = np.random.default_rng(0)
+    cosine = torch.tensor(rng.uniform(-0.2, 0.9, len(examples)), dtype=torch.float32)
+    features = torch.cat([torch.zeros(len(examples), 2 * 384), cosine[:, None]], dim=1)
+    init_heads_from_cosine(model, features, examples)
+    with torch.inference_mode():
+        labels = model.decode(model.heads_forward(features))["relevance"].numpy()
+    shares = np.cumsum(np.mean([e.targets["relevance"] for e in examples], axis=0))[:-1]
+    expected = np.searchsorted(np.quantile(cosine.numpy(), shares), cosine.numpy(), side="left")
+    assert (labels == expected).mean() >= 0.95  # equal but for a pair exactly on a cut
+    assert len(set(labels.tolist())) == 4
+
+    trained = train_student(examples[:16], examples[16:], StudentConfig(
+        dimensions=[RELEVANCE, SAFETY], features="interaction", cosine_init=True, max_length=64, batch_size=8, epochs=2,
+        patience=2, learning_rate=0.0, head_learning_rate=5e-2, seed=5), tmp_path / "student")
+    assert trained.history[0]["epoch"] == 0 and trained.history[0]["train_loss"] is None
+    assert [h["epoch"] for h in trained.history] == [0, 1, 2]
+
+
+def test_cosine_init_needs_the_cosine_and_a_linear_coral_head():
+    from .predict_helpers import RELEVANCE
+
+    for bad in ({"features": "joint", "cosine_feature": False}, {"features": "interaction", "head": "classification"},
+                {"features": "interaction", "head_hidden": 16}):
+        with pytest.raises(ValueError, match="cosine_init needs"):
+            StudentConfig(dimensions=[RELEVANCE], cosine_init=True, **bad)
