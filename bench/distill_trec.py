@@ -79,7 +79,8 @@ def variant_specs(args) -> dict[str, dict[str, Any]]:
     # fine-tuned variants pin their learning rates (StudentConfig's defaults are the frozen encoder's)
     base = {"max_length": args.max_length, "epochs": args.epochs, "patience": 1, "batch_size": 32,
             "num_threads": args.threads, "seed": args.seed, "learning_rate": 2e-5, "head_learning_rate": 1e-3,
-            "features": "joint"}  # pinned: the rows keep their meaning when StudentConfig's default changes
+            "features": "joint", "cosine_init": False, "weight_decay": 0.01}
+    # pinned: the rows keep their meaning when StudentConfig's defaults change
     # the encoder frozen: every variant below shares one encoding of each pair (feature cache)
     frozen = {**base, "learning_rate": 0.0, "head_learning_rate": 1e-2, "epochs": 60, "patience": 8,
               "weight_decay": 0.01, "dropout": 0.1}

@@ -217,7 +217,9 @@ def main() -> None:
     torch.set_num_threads(threads)
     paths = [p for p in args.paths.split(",") if p] or (
         ["none", "bf16"] if args.device == "cuda"
-        else ["none", "int8", "onnx", "onnx-int8"] + (["bf16"] if cpu_has_native_bf16() else []))
+        else ["none", "int8", "onnx", "onnx-int8"] + (["bf16"] if cpu_has_native_bf16() else [])
+        + (["openvino"] if "joint" not in str(json.loads((model_dir / "manifest.json").read_text())["config"]
+                                               .get("features")) else []))
     load_before = os.getloadavg()
     device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"student throughput · {len(pairs)} pairs (naive loops: {len(naive_pairs)}) · {args.repeats} repeats · "

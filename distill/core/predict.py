@@ -46,16 +46,22 @@ import torch
 
 from distill.core.model import DimensionSpec, StudentModel, load_student, passage_text, read_manifest
 
-QUANTIZE_CHOICES = ("auto", "none", "int8", "onnx", "onnx-int8", "bf16")
+QUANTIZE_CHOICES = ("auto", "none", "int8", "onnx", "onnx-int8", "bf16", "openvino")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 # The CPU path "auto" picks: the fastest with >= 99% label agreement with float (BENCHMARKS.md) —
 # bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or AMX: about twice float32's speed),
 # else the float graph on ONNX Runtime. int8 was faster than float but flipped 2-10% of labels.
 AUTO_CPU = "onnx"
 AUTO_CPU_BF16 = "bf16"
+# A two-tower student's encoder compiled by OpenVINO (bf16 where the CPU has it, two inference streams):
+# about 1.6x torch bf16 on the passages (BENCHMARKS.md).
+AUTO_CPU_TWO_TOWER = "openvino"
 # Pairs per forward pass. CPU: beyond ~32 the time per pair stops falling and length buckets get
 # coarser. CUDA: big batches keep the GPU busy; pairs are length-sorted, so padding stays small.
 CPU_BATCH_SIZE = 32
+# OpenVINO with two streams: smaller batches keep both streams busy and pad less (16: 156-161 pairs/s,
+# 32: 143, 8: 157 on 2 cores; BENCHMARKS.md).
+OPENVINO_BATCH_SIZE = 16
 CUDA_BATCH_SIZE = 512
 # Batches tokenised ahead of the one computing (a background thread; the fast tokenizer releases the GIL).
 PREFETCH_BATCHES = 2
@@ -105,17 +111,21 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_quantize(quantize: str, device: str) -> str:
+def resolve_quantize(quantize: str, device: str, *, two_tower: bool = False) -> str:
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
     if quantize == "auto":
         if device == "cuda":
             return "bf16"
+        if two_tower and importlib.util.find_spec("openvino") is not None:
+            return AUTO_CPU_TWO_TOWER
         if cpu_has_native_bf16():
             return AUTO_CPU_BF16
         # A host without the ml extra's onnxruntime still labels, on the exact float path.
         return AUTO_CPU if importlib.util.find_spec("onnxruntime") is not None else "none"
-    if device == "cuda" and quantize in ("int8", "onnx", "onnx-int8"):
+    if quantize == "openvino" and not two_tower:
+        raise ValueError("quantize 'openvino' serves two-tower students (features 'interaction') only")
+    if device == "cuda" and quantize in ("int8", "onnx", "onnx-int8", "openvino"):
         raise ValueError(f"quantize {quantize!r} is a CPU path; on CUDA use 'bf16' or 'none'")
     return quantize
 
@@ -226,6 +236,69 @@ def onnx_runner(model: StudentModel, tokenizer: Any, *, int8: bool, threads: int
     return OnnxRunner(session, input_names, output_keys)
 
 
+class _PooledTower(torch.nn.Module):
+    """One tower of the student (encoder + mean pooling), as OpenVINO converts it."""
+
+    def __init__(self, model: StudentModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(input_ids, attention_mask)
+
+
+class OpenVinoRunner:
+    """A two-tower student's encoder compiled by OpenVINO for the CPU; the heads stay in torch (float).
+
+    `embed_many` keeps two inference requests in flight (one stream per core), so tokenising the next
+    batch, running the heads and waiting overlap with the encoder's work."""
+
+    STREAMS = 2
+
+    def __init__(self, model: StudentModel, tokenizer: Any, *, threads: int) -> None:
+        import openvino as ov
+
+        sample = model.tokenize_texts(tokenizer, ["a short query", "a passage of a few more words"], query=False)
+        with torch.no_grad():
+            converted = ov.convert_model(
+                _PooledTower(model).eval(), example_input=sample,
+                input=[("input_ids", ov.PartialShape([-1, -1]), ov.Type.i64),
+                       ("attention_mask", ov.PartialShape([-1, -1]), ov.Type.i64)])
+        precision = "bf16" if cpu_has_native_bf16() else "f32"
+        streams = max(1, min(self.STREAMS, threads))
+        self.compiled = ov.Core().compile_model(converted, "CPU", {
+            "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": threads})
+        self.streams = streams
+        self.precision = precision
+        self._ov = ov
+
+    def embed_many(self, batches: Iterator[tuple[list[int], dict[str, torch.Tensor]]],
+                   ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """(indices, embeddings) per batch, in the batches' order, computed `streams` at a time."""
+        queue = self._ov.AsyncInferQueue(self.compiled, self.streams)
+        done: dict[int, torch.Tensor] = {}
+
+        def finished(request: Any, number: int) -> None:
+            done[number] = torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+
+        queue.set_callback(finished)
+        pending: list[tuple[int, list[int]]] = []
+        for number, (idx, features) in enumerate(batches):
+            queue.start_async({"input_ids": features["input_ids"].numpy(),
+                               "attention_mask": features["attention_mask"].numpy()}, number)
+            pending.append((number, idx))
+            while pending and pending[0][0] in done:  # hand back what is ready, in order
+                first, first_idx = pending.pop(0)
+                yield first_idx, done.pop(first)
+        queue.wait_all()
+        for number, idx in pending:
+            yield idx, done.pop(number)
+
+    def __call__(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise TypeError("the OpenVINO runner embeds towers (embed_many); Predictor calls it that way")
+
+
 def int8_runner(model: StudentModel) -> TorchRunner:
     """torch dynamic int8 quantization of the encoder's Linear layers (weights int8, activations quantized
     per batch); the heads stay float for the same reason as in onnx_runner."""
@@ -253,7 +326,8 @@ class Predictor:
         self.runner = runner
         self.device = device
         self.quantize = quantize
-        self.batch_size = CUDA_BATCH_SIZE if device == "cuda" else CPU_BATCH_SIZE
+        self.batch_size = (CUDA_BATCH_SIZE if device == "cuda"
+                           else OPENVINO_BATCH_SIZE if quantize == "openvino" else CPU_BATCH_SIZE)
         # Length beyond what featurize keeps does not change the tokens, so it must not change the order.
         self._char_cap = model.config.max_length * 8
         self._lock = threading.Lock()
@@ -282,7 +356,7 @@ class Predictor:
                  batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
         """(indices, raw head outputs) per batch of `order`."""
         model, tokenizer, runner = self.model, self.tokenizer, self.runner
-        if model.config.uses_joint or not isinstance(runner, TorchRunner):
+        if model.config.uses_joint or not isinstance(runner, (TorchRunner, OpenVinoRunner)):
             def featurize_pairs(idx: list[int]) -> dict[str, torch.Tensor]:
                 return model.featurize(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx])
 
@@ -294,19 +368,23 @@ class Predictor:
         distinct = list(dict.fromkeys(queries))
         row = {q: i for i, q in enumerate(distinct)}
         query_order = sorted(range(len(distinct)), key=lambda i: len(distinct[i]))
+        def embedded(tower_order: list[int], texts: list[str], query: bool) -> Iterator[tuple[list[int], torch.Tensor]]:
+            batches = self._batches(tower_order, batch_size,
+                                    lambda idx: model.tokenize_texts(tokenizer, [texts[i] for i in idx], query=query))
+            if isinstance(runner, OpenVinoRunner):
+                yield from runner.embed_many(batches)
+            else:
+                for idx, features in batches:
+                    yield idx, runner.embed(features)
+
         query_embeddings = torch.empty(0)
-        for idx, features in self._batches(query_order, batch_size,
-                                           lambda idx: model.tokenize_texts(tokenizer, [distinct[i] for i in idx],
-                                                                            query=True)):
-            embedded = runner.embed(features)
+        for idx, vectors in embedded(query_order, distinct, True):
             if query_embeddings.numel() == 0:
-                query_embeddings = embedded.new_empty((len(distinct), embedded.shape[1]))
-            query_embeddings[torch.as_tensor(idx, device=embedded.device)] = embedded
-        for idx, features in self._batches(order, batch_size,
-                                           lambda idx: model.tokenize_texts(tokenizer, [passages[i] for i in idx],
-                                                                            query=False)):
+                query_embeddings = vectors.new_empty((len(distinct), vectors.shape[1]))
+            query_embeddings[torch.as_tensor(idx, device=vectors.device)] = vectors
+        for idx, vectors in embedded(order, passages, False):
             rows = torch.as_tensor([row[queries[i]] for i in idx], device=query_embeddings.device)
-            parts = {"query": query_embeddings.index_select(0, rows), "passage": runner.embed(features)}
+            parts = {"query": query_embeddings.index_select(0, rows), "passage": vectors}
             yield idx, model.heads_forward(model.combine_parts(parts))
 
     def predict(self, pairs: Sequence[Pair], *, batch_size: int | None = None,
@@ -351,14 +429,16 @@ def build_predictor(model_dir: str | Path, *, quantize: str = "auto", device: st
                     threads: int | None = None) -> Predictor:
     """A fresh (uncached) predictor; most callers want load_predictor."""
     device = resolve_device(device)
-    quantize = resolve_quantize(quantize, device)
     model, tokenizer, manifest = load_student(Path(model_dir), device=device)
+    quantize = resolve_quantize(quantize, device, two_tower=not model.config.uses_joint)
     threads = threads or int(model.config.num_threads or 0) or cpu_threads()
     if device == "cpu":
         torch.set_num_threads(threads)
     runner: Runner
     if quantize == "int8":
         runner = int8_runner(model)
+    elif quantize == "openvino":
+        runner = OpenVinoRunner(model, tokenizer, threads=threads)
     elif quantize in ("onnx", "onnx-int8"):
         runner = onnx_runner(model, tokenizer, int8=quantize == "onnx-int8", threads=threads)
     else:
@@ -375,7 +455,10 @@ def load_predictor(model_dir: str | Path, *, quantize: str = "auto", device: str
     folder = Path(model_dir).resolve()
     manifest = read_manifest(folder)
     resolved_device = resolve_device(device)
-    key = (str(folder), str(manifest.get("model_hash")), resolve_quantize(quantize, resolved_device), resolved_device)
+    # A student without the joint pass is two-tower (StudentConfig.uses_joint), which decides "auto" on CPU.
+    two_tower = "joint" not in str((manifest.get("config") or {}).get("features", "joint"))
+    key = (str(folder), str(manifest.get("model_hash")), resolve_quantize(quantize, resolved_device, two_tower=two_tower),
+           resolved_device)
     with _cache_lock:
         predictor = _cache.get(key)
         if predictor is None:

@@ -536,7 +536,7 @@ def train_student(train: list[Example], validation: list[Example], config: Stude
             if cache[name] is None:
                 checkpoint()
                 raise TrainingCancelled(f"stopped while encoding; checkpoint in {checkpoint_path.parent}")
-    if config.cosine_init and state["global_step"] == 0 and not state["history"]:
+    if config.starts_from_cosine and state["global_step"] == 0 and not state["history"]:
         report(None, None, "starting the heads from the zero-shot cosine")
         features = cache["train"]
         if features is None:

@@ -164,11 +164,13 @@ def two_tower_dir(tmp_path_factory):
     return train_small_student(tmp_path_factory.getbasetemp(), features="interaction")
 
 
-@pytest.mark.parametrize("quantize", ["none", "bf16"])
+@pytest.mark.parametrize("quantize", ["none", "bf16", "openvino"])
 def test_a_two_tower_student_encodes_each_query_once_per_call_and_labels_as_its_direct_forward(
         two_tower_dir, quantize):
     if quantize == "bf16" and not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bf16 (avx512_bf16 / amx_bf16): auto never takes bf16 here")
+    if quantize == "openvino":
+        pytest.importorskip("openvino")
     model, tokenizer, _ = load_student(two_tower_dir)
     pairs = fixed_pairs()
     with torch.inference_mode():
@@ -176,13 +178,23 @@ def test_a_two_tower_student_encodes_each_query_once_per_call_and_labels_as_its_
                                                       [passage_text(p.title, p.body) for p in pairs])))
     predictor = build_predictor(two_tower_dir, quantize=quantize, device="cpu")
     embedded: list[int] = []
-    embed = predictor.runner.embed
+    if quantize == "openvino":
+        embed_many = predictor.runner.embed_many
 
-    def counting(features):
-        embedded.append(int(features["input_ids"].shape[0]))
-        return embed(features)
+        def counting_many(batches):
+            for idx, vectors in embed_many(batches):
+                embedded.append(len(idx))
+                yield idx, vectors
 
-    predictor.runner.embed = counting
+        predictor.runner.embed_many = counting_many
+    else:
+        embed = predictor.runner.embed
+
+        def counting(features):
+            embedded.append(int(features["input_ids"].shape[0]))
+            return embed(features)
+
+        predictor.runner.embed = counting
     predictions = predictor.predict(pairs, batch_size=16)
     queries = len({p.query for p in pairs})
     assert sum(embedded) == queries + len(pairs)  # each distinct query once, each passage once
@@ -191,5 +203,13 @@ def test_a_two_tower_student_encodes_each_query_once_per_call_and_labels_as_its_
     if quantize == "none":
         assert agree == len(pairs)
     else:
-        assert agree / len(pairs) >= 0.99, f"bf16: {agree}/{len(pairs)} agree with float"
+        assert agree / len(pairs) >= 0.99, f"{quantize}: {agree}/{len(pairs)} agree with float"
     assert len({p.labels["relevance"] for p in predictions}) >= 2
+
+
+def test_auto_serves_a_two_tower_student_with_openvino_and_a_joint_one_never(two_tower_dir, student_dir):
+    pytest.importorskip("openvino")
+    assert build_predictor(two_tower_dir, device="cpu").quantize == "openvino"
+    assert load_predictor(two_tower_dir, device="cpu").quantize == "openvino"
+    with pytest.raises(ValueError, match="two-tower students"):
+        build_predictor(student_dir, quantize="openvino", device="cpu")
