@@ -3,6 +3,7 @@ cross-encoder and measure everything against the NIST labels of held-out TREC DL
 
     nice -n 10 .venv/bin/python bench/distill_trec.py                      # the default plan: ~6-8 min, 2 CPU cores
     nice -n 10 .venv/bin/python bench/distill_trec.py --finetune           # + naive and fine-tuned (~45 min EACH)
+    nice -n 10 .venv/bin/python bench/distill_trec.py --compact            # + a compact 3-layer encoder (tens of min)
     nice -n 10 .venv/bin/python bench/distill_trec.py --plan student-soft  # one step
     nice -n 10 .venv/bin/python bench/distill_trec.py --plan all           # every step (hours on 2 CPU cores)
 
@@ -67,8 +68,10 @@ GPT4O_CLASS = ("Olz-gpt4o", "RMITIR-GPT4o", "h2oloo-fewself", "h2oloo-zeroshot1"
 DEFAULT_PLAN = ("cosine", "student-frozen", "student-interaction", "student-interaction-1teacher",
                 "student-interaction+dl2019", "student-interaction-mlp", "student-joint+interaction",
                 "student-interaction-slow", "student-interaction-slow-mlp", "student-interaction-slow+dl2019",
-                "student-interaction-cosinit", "student-interaction-cosinit+dl2019",
-                "cosine-compact", "student-interaction-cosinit-compact")
+                "student-interaction-cosinit", "student-interaction-cosinit+dl2019")
+# A compact encoder (--compact-layers of the MiniLM, distilled for --compact-epochs on unlabelled texts)
+# costs tens of minutes on 2 CPU cores; --compact adds its cosine baseline and student.
+COMPACT_PLAN = ("cosine-compact", "student-interaction-cosinit-compact")
 FINETUNE_PLAN = ("naive", "student-soft", "student-1teacher", "student-soft+dl2019")
 FRACTIONS = {"train": 0.6, "validation": 0.12, "test": 0.28}  # 17 queries → 10 / 2 / 5
 
@@ -276,6 +279,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pairs-per-query", type=int, default=100,
                         help="cap on training/validation pairs per query (CPU budget; 0 = all)")
+    parser.add_argument("--compact", action="store_true", help="also run " + ", ".join(COMPACT_PLAN))
     parser.add_argument("--compact-layers", type=int, default=3, help="layers of the -compact steps' encoder")
     parser.add_argument("--compact-epochs", type=int, default=1, help="epochs distilling that encoder")
     parser.add_argument("--fresh", action="store_true", help="retrain finished variants")
@@ -331,6 +335,8 @@ def main() -> None:
     names = list(BASELINES) + list(specs) if args.plan == "all" else [v for v in args.plan.split(",") if v]
     if args.finetune:
         names += [n for n in FINETUNE_PLAN if n not in names]
+    if args.compact:
+        names += [n for n in COMPACT_PLAN if n not in names]
     feature_cache: dict = {}  # the frozen base encoder's outputs per pair, shared by the frozen variants
     unknown = [n for n in names if n not in specs and n not in BASELINES]
     if unknown:

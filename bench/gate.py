@@ -2,10 +2,23 @@
 
     ./run bench nice -n 10 .venv/bin/python bench/gate.py [--queries 1000] [--k 10] [--new 5]
                                                           [--latency-ms 200] [--workers 2]
+    ./run bench nice -n 19 .venv/bin/python bench/gate.py --judge student --student-model DIR
 
-A fault-free fault server (its own process, `--latency-ms` per request) stands in for a frontier model
-behind an OpenAI-compatible endpoint; real Celery worker processes judge through Redis; PostgreSQL
-holds everything (./run bench starts both).
+`--judge frontier` (the default): a fault-free fault server (its own process, `--latency-ms` per
+request) stands in for a frontier model behind an OpenAI-compatible endpoint. `--judge student`: the
+student model folder DIR (a distill model folder with manifest.json, e.g. one bench/distill_trec.py
+left under var/distill-trec/) judges through the `student` backend, as a promoted student judge does.
+Real Celery worker processes judge through Redis (listening to the default and the student queue);
+PostgreSQL holds everything (./run bench starts both).
+
+A student trained outside SAGE has no StudentModel row, so `--judge student` registers one the way the
+app records a trained student, before anything is timed: the folder is copied under SAGE_DATA_DIR; a
+stand-in teacher run (an `imported` judge's labels for 40 of the control's queries, labels derived from
+the document id — nothing was trained on them) gives it a training set on the bench's surface; the
+student is evaluated there (`student_evaluate`: no human labels, so the promotion bar cannot be met)
+and promoted by an **admin override with a recorded reason** (`student_promote(..., override_reason=)`).
+That is acceptable for a timing bench only; the student's quality is measured on real labels elsewhere
+(BENCHMARKS.md, "Student judge on real data").
 
 1. Traffic: the control's top k for every query; the candidate's list keeps `k - new` of the control's
    documents (reordered) and brings `new` documents of its own per query.
@@ -51,6 +64,59 @@ def rows(variant: str, queries: int, k: int, new: int) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
+BENCH_OVERRIDE = ("Timing bench only (bench/gate.py): a student trained outside SAGE on TREC DL by "
+                  "bench/distill_trec.py, evaluated here without human labels; its quality against NIST labels is "
+                  "in BENCHMARKS.md, not vouched for by this promotion.")
+
+
+def student_judge(model_dir: Path, *, stamp: int, surface, policy, admin, k: int):
+    """A judge version backed by the student in `model_dir`, promoted on `surface` by an admin override
+    (see the module docstring: the rows the app keeps for a trained student, made before any timing)."""
+    import shutil
+
+    from django.conf import settings
+
+    from distill.core.model import read_manifest
+    from distill.models import StudentModel
+    from distill.services import TeacherSource, student_evaluate, student_promote, training_set_build
+    from judges.services import judge_create, judge_run_import
+    from traffic.models import Item
+    from traffic.services import sample_draw
+
+    manifest = read_manifest(model_dir)
+    folder = Path(settings.DATA_DIR) / "students" / f"gate-bench-{stamp}"
+    shutil.copytree(model_dir, folder)
+    teacher = judge_create(name=f"stand-in teacher {stamp}", surface=surface, user=admin, backend="imported",
+                           model_name="stand-in", policy_version=policy)
+    sample = sample_draw(surface=surface, name="stand-in teacher sample", strategy="top_k",
+                         params={"k": k, "variants": ["control"], "queries": 40}, seed=0, user=admin)
+    items = Item.objects.filter(sample_items__sample=sample).select_related("query", "document")
+    rows = [(n, {"query_id": i.query.external_id, "doc_id": i.document.external_id,
+                 "labels": {"relevance": sum(map(ord, i.document.external_id)) % 4}}) for n, i in enumerate(items, 1)]
+    report = judge_run_import(version=teacher, sample=sample, stream=None, user=admin, rows=rows)
+    if report.errors:
+        raise SystemExit(f"the stand-in teacher's import failed: {report.errors[:3]}")
+    training_set = training_set_build(name=f"gate bench {stamp}", policy_version=policy,
+                                      teachers=[TeacherSource(report.run)], user=admin)
+    student = StudentModel.objects.create(
+        name=f"{model_dir.parent.name}-{stamp}"[:120], training_set=training_set, config=manifest.get("config", {}),
+        status=StudentModel.Status.SUCCEEDED, model_dir=str(folder.relative_to(Path(settings.DATA_DIR))),
+        model_hash=manifest["model_hash"], manifest=manifest)
+    student_evaluate(student=student, n_resamples=200)
+    decision = student_promote(student=student, surface=surface, user=admin, override_reason=BENCH_OVERRIDE)
+    if not decision.promoted:
+        raise SystemExit(f"the student was not promoted: {decision.reason}")
+    return judge_create(name=f"student {stamp}", surface=surface, user=admin, backend="student", model_name="",
+                        student_model=student, policy_version=policy, concurrency=1)
+
+
+def promotion_reason(judge) -> str:
+    from distill.selectors import student_promotion
+
+    decision = student_promotion(judge.student_model, judge.judge.surface)
+    return "" if decision is None else ("override: " if decision.override else "") + decision.reason[:80]
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -69,14 +135,19 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=64, help="the judge's requests in flight per chunk")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--judge", choices=("frontier", "student"), default="frontier",
+                        help="frontier: the fault server stands in for a frontier model; student: --student-model judges")
+    parser.add_argument("--student-model", type=Path, default=None, help="a student model folder (with manifest.json)")
     args = parser.parse_args()
     if not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
         raise SystemExit("run it under ./run bench (PostgreSQL + Redis)")
+    if args.judge == "student" and (args.student_model is None or not (args.student_model / "manifest.json").is_file()):
+        raise SystemExit("--judge student needs --student-model DIR, a student model folder with manifest.json")
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "judges.testing.fault_server", "--port", str(port),
-                               "--latency-ms", str(args.latency_ms)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = None if args.judge == "student" else subprocess.Popen(
+        [sys.executable, "-m", "judges.testing.fault_server", "--port", str(port), "--latency-ms", str(args.latency_ms)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {"SAGE_ENDPOINTS": "fault", "SAGE_ENDPOINT_FAULT_BASE_URL": f"http://127.0.0.1:{port}/v1",
            "SAGE_ENDPOINT_FAULT_API_KEY": "bench", "SAGE_ENDPOINT_FAULT_JSON_MODE": "json_schema",
            "SAGE_JUDGE_CHUNK_SIZE": "500", "SAGE_GATE_POLL_S": "1", "SAGE_COMPARISON_POLL_S": "1"}
@@ -110,13 +181,19 @@ def main() -> None:
                               rubric={"dimensions": [trec_relevance_dimension()]}, user=admin)
         policy = policy_version_publish(draft=draft, user=admin, change_note="bench",
                                         expected_lock_version=draft.lock_version)
-        judge = judge_create(name=f"frontier stand-in {stamp}", surface=surface, user=admin, backend="openai",
-                             model_name="bench-frontier", endpoint_name="fault", policy_version=policy, precedent_k=0,
-                             concurrency=args.concurrency)
+        if args.judge == "student":
+            judge = student_judge(args.student_model, stamp=stamp, surface=surface, policy=policy, admin=admin, k=args.k)
+        else:
+            judge = judge_create(name=f"frontier stand-in {stamp}", surface=surface, user=admin, backend="openai",
+                                 model_name="bench-frontier", endpoint_name="fault", policy_version=policy,
+                                 precedent_k=0, concurrency=args.concurrency)
+        from django.conf import settings
+
+        queues = ",".join(dict.fromkeys((settings.CELERY_TASK_DEFAULT_QUEUE, settings.SAGE_STUDENT_QUEUE)))
         for n in range(args.workers):
             workers.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "sage", "worker", "--concurrency=1", "--loglevel=WARNING",
-                 "--without-gossip", "--without-mingle", "-n", f"gate-bench-{n}@%h"],
+                 "-Q", queues, "--without-gossip", "--without-mingle", "-n", f"gate-bench-{n}@%h"],
                 cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(8)
 
@@ -149,9 +226,11 @@ def main() -> None:
         judging_s = (judge_run.finished_at - judge_run.started_at).total_seconds()
         compute_s = (comparison.finished_at - judge_run.finished_at).total_seconds()
         sent = judge_run.total_items - judge_run.cached_items
-        print(f"\n{args.queries} queries x top-{args.k}, candidate {args.new} new documents per query; fault server "
-              f"{args.latency_ms:g} ms, judge concurrency {args.concurrency}, {args.workers} worker processes; "
-              f"load average {os.getloadavg()[0]:.1f}\n")
+        judged_by = (f"student {judge.student_model.name} (model {judge.student_model.model_hash[:12]}, promoted by "
+                     f"an admin override: {promotion_reason(judge)!r})" if args.judge == "student" else
+                     f"fault server {args.latency_ms:g} ms, judge concurrency {args.concurrency}")
+        print(f"\n{args.queries} queries x top-{args.k}, candidate {args.new} new documents per query; {judged_by}; "
+              f"{args.workers} worker processes; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
         print("| measurement | items to the model | cached | wall s |")
         print("|---|---:|---:|---:|")
         print(f"| baseline: control judged cold (judge run) | {run.total_items - run.cached_items:,} | "
@@ -171,7 +250,8 @@ def main() -> None:
                 w.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 w.kill()
-        server.terminate()
+        if server is not None:
+            server.terminate()
 
 
 if __name__ == "__main__":
