@@ -91,20 +91,29 @@ def query_slice_coverage(y_all: np.ndarray, yhat_all: np.ndarray, *, truth: floa
     slice, PPI++ of the mean per-query delta from the judge's deltas of all queries and the humans'
     deltas of the slice. `truth` is the NIST delta over all queries; `truth_call` its verdict."""
     keep = np.isfinite(y_all) & np.isfinite(yhat_all)
-    y_all, yhat_all = y_all[keep], yhat_all[keep]
-    n = len(y_all)
+    return slice_coverage(y_all[keep], yhat_all[keep], 1.0, truth=truth, truth_call=truth_call, threshold=threshold,
+                          n_labelled=n_labelled, slices=slices, rng=rng)
+
+
+def slice_coverage(y: np.ndarray, yhat: np.ndarray, scale: float, *, truth: float, truth_call: str, threshold: float,
+                   n_labelled: int, slices: int, rng: np.random.Generator) -> Coverage:
+    """Over `slices` random slices of `n_labelled` units (queries or items) labelled by humans: how often
+    the PPI++ CI and the humans-only CI of scale × the unit mean cover `truth`, and agree with its call."""
+    n = len(y)
     covered = classical = agree = agree_classical = 0
     widths, c_widths = [], []
     for _ in range(slices):
         mask = np.zeros(n, dtype=bool)
         mask[rng.choice(n, size=n_labelled, replace=False)] = True
-        r = ppi_mean(y_all[mask], yhat_all[mask], yhat_all[~mask])
-        covered += r.ci_low <= truth <= r.ci_high
-        classical += r.classical_ci_low <= truth <= r.classical_ci_high
-        agree += ci_call(r.ci_low, r.ci_high, r.estimate, threshold) == truth_call
-        agree_classical += ci_call(r.classical_ci_low, r.classical_ci_high, r.classical_estimate, threshold) == truth_call
-        widths.append(r.width)
-        c_widths.append(r.classical_ci_high - r.classical_ci_low)
+        r = ppi_mean(y[mask], yhat[mask], yhat[~mask])
+        low, high, est = scale * r.ci_low, scale * r.ci_high, scale * r.estimate
+        c_low, c_high, c_est = scale * r.classical_ci_low, scale * r.classical_ci_high, scale * r.classical_estimate
+        covered += low <= truth <= high
+        classical += c_low <= truth <= c_high
+        agree += ci_call(low, high, est, threshold) == truth_call
+        agree_classical += ci_call(c_low, c_high, c_est, threshold) == truth_call
+        widths.append(high - low)
+        c_widths.append(c_high - c_low)
     return Coverage(slices, n_labelled, covered / slices, classical / slices, agree / slices, agree_classical / slices,
                     float(np.median(widths)), float(np.median(c_widths)))
 
@@ -133,21 +142,6 @@ def item_slice_coverage(y: np.ndarray, yhat: np.ndarray, scale: float, *, truth:
     the item mean, scaled to the mean relevance@k delta. The judge-only side is every item's judge grade.
     Items are drawn without replacement from a finite population while ppi_py assumes i.i.d. draws, so
     its intervals are, if anything, slightly conservative here."""
-    n = len(y)
-    n_labelled = max(3, round(fraction * n))
-    covered = classical = agree = agree_classical = 0
-    widths, c_widths = [], []
-    for _ in range(slices):
-        mask = np.zeros(n, dtype=bool)
-        mask[rng.choice(n, size=n_labelled, replace=False)] = True
-        r = ppi_mean(y[mask], yhat[mask], yhat[~mask])
-        low, high, est = scale * r.ci_low, scale * r.ci_high, scale * r.estimate
-        c_low, c_high, c_est = scale * r.classical_ci_low, scale * r.classical_ci_high, scale * r.classical_estimate
-        covered += low <= truth <= high
-        classical += c_low <= truth <= c_high
-        agree += ci_call(low, high, est, threshold) == truth_call
-        agree_classical += ci_call(c_low, c_high, c_est, threshold) == truth_call
-        widths.append(high - low)
-        c_widths.append(c_high - c_low)
-    return Coverage(slices, n_labelled, covered / slices, classical / slices, agree / slices, agree_classical / slices,
-                    float(np.median(widths)), float(np.median(c_widths)))
+    n_labelled = max(3, round(fraction * len(y)))
+    return slice_coverage(y, yhat, scale, truth=truth, truth_call=truth_call, threshold=threshold,
+                          n_labelled=n_labelled, slices=slices, rng=rng)
