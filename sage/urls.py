@@ -10,6 +10,7 @@ urlpatterns = [
     path("system/pings/", views.ping_create, name="ping-create"),
     path("system/pings/<int:pk>/", views.ping_detail, name="ping-detail"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traffic/", include("traffic.urls")),

@@ -41,3 +41,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database answers a query and the Celery broker is reachable; 503 names what failed.
+
+    Separate from healthz so an orchestrator restarts a process only when it is dead, and merely takes
+    it out of rotation while the database or broker is away.
+    """
+    from .operations import readiness
+
+    ready = readiness()
+    return JsonResponse(ready.as_dict(), status=200 if ready.ready else 503)

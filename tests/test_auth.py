@@ -18,6 +18,7 @@ def test_it_redirects_anonymous_users_to_login(client, path):
 def test_the_login_page_and_health_check_are_public(client):
     assert client.get("/accounts/login/").status_code == 200
     assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ok"
 
 
 def test_it_logs_in_with_the_right_password_only(client, reviewer):
