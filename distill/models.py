@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from judges.models import JudgeRun
 from policy.models import PolicyVersion, Surface
+from sage.models import HeartbeatMixin
 from traffic.models import Item
 
 
@@ -91,8 +92,9 @@ class TrainingExample(models.Model):
         indexes = [models.Index(fields=["training_set", "split"])]
 
 
-class StudentModel(models.Model):
+class StudentModel(HeartbeatMixin, models.Model):
     """One training run and the model it wrote."""
+    STALL_SETTING = "SAGE_DISTILL_STALL_S"  # HeartbeatMixin: quiet_s, is_stalled
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -157,19 +159,6 @@ class StudentModel(models.Model):
         if self.status in (self.Status.FAILED, self.Status.CANCELLED):
             return "bad"
         return "warn"
-
-    @property
-    def quiet_s(self) -> float | None:
-        """Seconds since the training task last showed a sign of life, while it is active."""
-        if not self.is_active or self.heartbeat_at is None:
-            return None
-        from django.utils import timezone
-
-        return (timezone.now() - self.heartbeat_at).total_seconds()
-
-    @property
-    def is_stalled(self) -> bool:
-        return (self.quiet_s or 0) > settings.SAGE_DISTILL_STALL_S
 
 
 class StudentEvaluation(models.Model):

@@ -16,6 +16,7 @@ from judges.core.backends import BACKENDS, BackendSpec, backend_choices, backend
 
 from policy.models import PolicyVersion, Surface
 from precedent.models import PrecedentSet
+from sage.models import HeartbeatMixin
 from traffic.models import Item, Sample
 
 
@@ -104,7 +105,8 @@ class JudgeVersion(models.Model):
         return self.spec.label
 
 
-class JudgeRun(models.Model):
+class JudgeRun(HeartbeatMixin, models.Model):
+    STALL_SETTING = "SAGE_JUDGE_STALL_S"  # HeartbeatMixin: quiet_s, is_stalled
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -170,19 +172,6 @@ class JudgeRun(models.Model):
             return "bad"
         return "warn"
 
-    @property
-    def quiet_s(self) -> float | None:
-        """Seconds since the run's tasks last showed a sign of life, while it is active."""
-        if not self.is_active or self.heartbeat_at is None:
-            return None
-        from django.utils import timezone
-
-        return (timezone.now() - self.heartbeat_at).total_seconds()
-
-    @property
-    def is_stalled(self) -> bool:
-        """Active without a heartbeat for longer than the stall sweep tolerates."""
-        return (self.quiet_s or 0) > settings.SAGE_JUDGE_STALL_S
 
     @property
     def percent(self) -> int:

@@ -4,6 +4,27 @@ from django.conf import settings
 from django.db import models
 
 
+class HeartbeatMixin:
+    """`quiet_s` and `is_stalled` for a long task's row (a judge run, a student training): the model has
+    `is_active` and `heartbeat_at`, and STALL_SETTING names the setting with its stall tolerance in seconds."""
+
+    STALL_SETTING: str
+
+    @property
+    def quiet_s(self) -> float | None:
+        """Seconds since the task last showed a sign of life, while it is active."""
+        if not self.is_active or self.heartbeat_at is None:  # type: ignore[attr-defined]
+            return None
+        from django.utils import timezone
+
+        return (timezone.now() - self.heartbeat_at).total_seconds()  # type: ignore[attr-defined]
+
+    @property
+    def is_stalled(self) -> bool:
+        """Active without a heartbeat for longer than the stall sweep tolerates."""
+        return (self.quiet_s or 0) > getattr(settings, self.STALL_SETTING)
+
+
 class WorkerPing(models.Model):
     """A round trip through the broker to a worker, requested from the system page or a check.
 

@@ -5,8 +5,10 @@ BERT).
 Why: on 2 CPU cores a student's cost is its encoder's, layer by layer. The packaged 6-layer MiniLM
 labels about 100 pairs/s even in bf16 (BENCHMARKS.md, "Student throughput"); half its layers halve that
 cost. Cut without training, the first 3 layers' embeddings rank TREC DL 2023 passages much worse than
-all 6 (Spearman with NIST 0.21 vs 0.33); trained to match the full encoder's embeddings on unlabelled
-passages and queries they get most of it back, and the student keeps the cosine feature it relies on.
+all 6 (Spearman with NIST ≈ 0.21 vs 0.33); training them to match the full encoder's embeddings on
+unlabelled passages and queries is meant to win that back so the student keeps its cosine feature, but
+one epoch on 2 CPU cores did not (BENCHMARKS.md, "Student throughput"): `fidelity_after` in the manifest
+says how close a given run came.
 
 The result is an ordinary Hugging Face model folder (config, weights, tokenizer) plus `compact.json`
 (base, layers, texts hash, losses, fidelity), so it is named as a student's base model like any local

@@ -54,13 +54,13 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 AUTO_CPU = "onnx"
 AUTO_CPU_BF16 = "bf16"
 # A two-tower student's encoder compiled by OpenVINO (bf16 where the CPU has it, two inference streams):
-# about 1.6x torch bf16 on the passages (BENCHMARKS.md).
+# 158 pairs/s end to end against torch bf16's 103 on 2 cores (BENCHMARKS.md).
 AUTO_CPU_TWO_TOWER = "openvino"
 # Pairs per forward pass. CPU: beyond ~32 the time per pair stops falling and length buckets get
 # coarser. CUDA: big batches keep the GPU busy; pairs are length-sorted, so padding stays small.
 CPU_BATCH_SIZE = 32
-# OpenVINO with two streams: smaller batches keep both streams busy and pad less (16: 156-161 pairs/s,
-# 32: 143, 8: 157 on 2 cores; BENCHMARKS.md).
+# OpenVINO with two streams: smaller batches keep both streams busy and pad less (batch 8 / 16 / 32:
+# 151 / 154 / 143 pairs/s on 2 cores; BENCHMARKS.md, "Student throughput").
 OPENVINO_BATCH_SIZE = 16
 CUDA_BATCH_SIZE = 512
 # Batches tokenised ahead of the one computing (a background thread; the fast tokenizer releases the GIL).
