@@ -118,6 +118,8 @@ def student_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _action(request: HttpRequest, pk: int, action, done: str, nothing: str) -> HttpResponse:
+    if not has_role(request.user, Role.ANALYST):
+        raise PermissionDenied("Only analysts and admins can cancel, resume or evaluate training.")
     student = get_object_or_404(StudentModel, pk=pk)
     try:
         changed = action(student=student, user=request.user)
@@ -147,6 +149,8 @@ def student_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def student_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_role(request.user, Role.ANALYST):
+        raise PermissionDenied("Only analysts and admins can promote students.")
     student = get_object_or_404(StudentModel.objects.select_related("training_set__surface"), pk=pk)
     form = PromoteForm(request.POST)
     if not form.is_valid():

@@ -31,6 +31,7 @@ from django.contrib.auth.models import AbstractUser
 from policy.rubric import Rubric
 from sage.csvsafe import csv_unescape, labelled_rows_export
 from sage.jsonl import jsonl_rows
+from sage.text import nul_problem
 from traffic.models import Sample
 
 from .models import JudgeRun, JudgeVersion, Judgment
@@ -180,6 +181,9 @@ def judgment_rows(stream: IO[bytes] | Iterable[bytes], *, fmt: str, mapping: Fie
             if len(parts) != 4:
                 yield number, f"a qrels line has 4 fields (query_id iteration doc_id label), not {len(parts)}"
                 continue
+            if (problem := nul_problem(dict(zip(("query_id", "iteration", "doc_id", "label"), parts)))) is not None:
+                yield number, problem  # PostgreSQL stores no NUL (sage/text.py)
+                continue
             level = _level(parts[3], "label")
             yield number, level if isinstance(level, str) else {
                 "query_id": parts[0], "doc_id": parts[2], "labels": {rubric.overall.key: level}, "rationale": ""}
@@ -195,6 +199,9 @@ def judgment_rows(stream: IO[bytes] | Iterable[bytes], *, fmt: str, mapping: Fie
             if None in row or None in row.values():  # more cells than the header, or fewer
                 cells = len(header) + len(row[None]) if None in row else sum(v is not None for v in row.values())
                 yield reader.line_num, f"{cells} fields; the header has {len(header)} ({', '.join(header)})"
+                continue
+            if (problem := nul_problem(row)) is not None:
+                yield reader.line_num, problem  # PostgreSQL stores no NUL (sage/text.py)
                 continue
             row = {key: csv_unescape(value) for key, value in row.items()}
             yield reader.line_num, _canonical(row, mapping, rubric, csv_columns=True)

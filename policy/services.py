@@ -10,6 +10,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from sage.roles import Role, has_role
+from sage.text import nul_problem
 
 from .markdown import extract_clauses
 from .models import Policy, PolicyClause, PolicyVersion, Surface
@@ -36,7 +37,14 @@ class PolicyPermissionError(PolicyError):
     pass
 
 
+def _check_nul(**fields: Any) -> None:
+    """PostgreSQL stores no NUL in text or jsonb (sage/text.py): refuse it with a message, not a DataError."""
+    if (problem := nul_problem(fields)) is not None:
+        raise PolicyError(f"Not saved: {problem} (U+0000), which cannot be stored; remove it.")
+
+
 def _check_text(text: str) -> str:
+    _check_nul(text=text)
     if len(text) > MAX_POLICY_CHARS:
         raise PolicyError(f"Policy text is {len(text):,} characters; the limit is {MAX_POLICY_CHARS:,}.")
     return text
@@ -52,6 +60,7 @@ def policy_create(*, surface: Surface, slug: str, name: str, text: str, rubric: 
     """A new policy with its first draft."""
     if not has_role(user, Role.REVIEWER):
         raise PolicyPermissionError("Only reviewers and admins can create policies.")
+    _check_nul(slug=slug, name=name, text=text, rubric=rubric)
     parsed = parse_rubric(rubric)
     with transaction.atomic():
         if Policy.objects.filter(surface=surface, slug=slug).exists():
@@ -96,6 +105,7 @@ def policy_draft_update(*, draft: PolicyVersion, user: AbstractUser, expected_lo
         raise PolicyPermissionError("Only reviewers and admins can edit policies.")
     if draft.is_published:
         raise ImmutableVersionError(f"{draft} is published and cannot change; start a new draft.")
+    _check_nul(text=text, rubric=rubric, change_note=change_note)
     changes: dict[str, Any] = {}
     if text is not None:
         changes["text"] = _check_text(text)
@@ -137,6 +147,7 @@ def policy_version_publish(*, draft: PolicyVersion, user: AbstractUser, change_n
         raise PolicyPermissionError("Only admins can publish a policy version.")
     if not change_note.strip():
         raise PolicyError("Say what changed: a change note is required to publish.")
+    _check_nul(change_note=change_note)
     try:
         parse_rubric(draft.rubric)
     except RubricError as exc:

@@ -106,6 +106,8 @@ def _draft_context(request: HttpRequest, draft: PolicyVersion, *, rubric: dict |
 
 @require_POST
 def draft_start(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_role(request.user, Role.REVIEWER):
+        raise PermissionDenied("Only reviewers and admins can edit policies.")
     policy = get_object_or_404(Policy, pk=pk)
     try:
         policy_draft_start(policy=policy, user=request.user)
@@ -116,6 +118,9 @@ def draft_start(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    if request.method == "POST" and not has_role(request.user, Role.REVIEWER):
+        # Before looking for the draft: with none open, a refused save must still read as refused.
+        raise PermissionDenied("Only reviewers and admins can edit policies.")
     policy = get_object_or_404(Policy, pk=pk)
     draft = policy.current_draft()
     if draft is None:
@@ -123,8 +128,6 @@ def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("policy:detail", pk=pk)
     if request.method != "POST":
         return render(request, "policy/draft.html", _draft_context(request, draft))
-    if not has_role(request.user, Role.REVIEWER):
-        raise PermissionDenied("Only reviewers and admins can edit policies.")
     text = request.POST.get("text", "")
     rubric = rubric_from_post(request.POST)
     try:
@@ -175,6 +178,8 @@ def draft_rubric(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def draft_publish(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_role(request.user, Role.ADMIN):  # the service refuses too; this makes it a 403, not a message
+        raise PermissionDenied("Only admins can publish a policy version.")
     policy = get_object_or_404(Policy, pk=pk)
     draft = policy.current_draft()
     if draft is None:
@@ -193,6 +198,8 @@ def draft_publish(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def draft_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_role(request.user, Role.REVIEWER):
+        raise PermissionDenied("Only reviewers and admins can discard drafts.")
     policy = get_object_or_404(Policy, pk=pk)
     draft = policy.current_draft()
     if draft is not None:

@@ -29,6 +29,7 @@ from django.db import transaction
 from policy.models import Policy
 from sage.csvsafe import csv_stream, csv_unescape
 from sage.jsonl import jsonl_rows
+from sage.text import nul_problem
 
 from .models import Precedent
 from .services import PrecedentData, PrecedentError, _reference_version, precedent_create
@@ -68,6 +69,8 @@ def _rows(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | s
 
 
 def _csv_row(row: dict[str, str]) -> dict[str, Any] | str:
+    if (problem := nul_problem(row)) is not None:  # PostgreSQL stores no NUL (sage/text.py)
+        return problem
     row = {key: csv_unescape(value) for key, value in row.items()}
     out: dict[str, Any] = {k: v for k, v in row.items() if k and not k.startswith("label_")}
     labels: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from django.db.models import F
 
 from policy.models import Policy, PolicyVersion
 from sage.roles import Role, has_role
+from sage.text import nul_problem
 
 from .models import (
     MAX_BODY_CHARS,
@@ -85,6 +86,10 @@ class PrecedentData:
             add("tags", "must be a list of short words")
         if not isinstance(self.metadata, dict):
             add("metadata", "must be an object")
+        for name in ("query", "title", "body", "url", "rationale", "clause", "tags", "metadata"):
+            # PostgreSQL stores no NUL in text or jsonb (sage/text.py): refused here, not as a DataError.
+            if nul_problem(getattr(self, name)) is not None:
+                add(name, "contains a NUL byte (U+0000), which cannot be stored")
         return errors
 
     def content_hash(self) -> str:

@@ -55,6 +55,8 @@ def precedent_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def precedent_bulk(request: HttpRequest) -> HttpResponse:
+    if not has_role(request.user, Role.REVIEWER):
+        raise PermissionDenied("Only reviewers and admins can accept or retire precedents.")
     ids = [i for i in (parse_int(raw, minimum=1) for raw in request.POST.getlist("ids")) if i is not None]
     action = request.POST.get("action")
     precedents = list(Precedent.objects.filter(pk__in=ids).select_related("policy"))

@@ -11,7 +11,9 @@ import functools
 import hashlib
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -78,6 +80,12 @@ def api_view(*, methods: tuple[str, ...], roles: tuple[Role, ...] = ()) -> Calla
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return exc.response()
+            except RequestDataTooBig:
+                # Django's own answer is the HTML 400 page; an API client reads JSON.
+                limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+                return ApiError(f"The request body is larger than this server accepts ({limit_mb} MB, "
+                                "SAGE_MAX_FORM_MB); nothing was saved. Send large data as a file upload.",
+                                status=413, code="too_large").response()
 
         return wrapped
 

@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+from .text import json_nul_problem, nul_problem
+
 
 def jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, object) for each non-blank line, or (line number, problem) for a line that is
@@ -21,6 +23,10 @@ def jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield number, f"not valid JSON ({exc.msg})"
+            yield number, json_nul_problem(text) or f"not valid JSON ({exc.msg})"
             continue
-        yield number, row if isinstance(row, dict) else "a row must be a JSON object"
+        if not isinstance(row, dict):
+            yield number, "a row must be a JSON object"
+            continue
+        # PostgreSQL stores no NUL (sage/text.py); only a line with the escape can hold one.
+        yield number, (nul_problem(row) if "\\u0000" in text else None) or row

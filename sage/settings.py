@@ -61,18 +61,68 @@ DEBUG = env.bool("DEBUG", False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
-# Behind a TLS-terminating proxy: turn on every HTTPS protection `check --deploy` asks for.
+# --- Security: HTTPS, headers, sessions ------------------------------------------------------
+# Behind a TLS-terminating proxy: turn on every HTTPS protection `check --deploy` asks for. Off (the
+# embedded demo over plain http://localhost), cookies are not marked Secure, or no browser would send them.
 HTTPS = env.bool("SAGE_HTTPS", False)
+# The header the proxy sets to the scheme the client used ("X-Forwarded-Proto: https"), trusted only
+# under SAGE_HTTPS; empty when gunicorn terminates TLS itself. A proxy must overwrite it, never pass it on.
+_proxy_ssl_header = env.str("SAGE_PROXY_SSL_HEADER", "X-Forwarded-Proto").strip()
+# The header holding the client's address as the proxy saw it (e.g. X-Forwarded-For, X-Real-IP), which
+# login throttling counts failures by; empty: the connection's address. Trusted only under SAGE_HTTPS.
+_client_ip_header = env.str("SAGE_CLIENT_IP_HEADER", "").strip()
+SAGE_CLIENT_IP_META = ""
 if HTTPS:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if _proxy_ssl_header:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+    if _client_ip_header:
+        SAGE_CLIENT_IP_META = "HTTP_" + _client_ip_header.upper().replace("-", "_")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# How long a login lasts without use (Django renews the cookie on each change of the session), and
+# whether closing the browser ends it.
+SESSION_COOKIE_AGE = env.int("SAGE_SESSION_AGE_HOURS", 336, minimum=1) * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SAGE_SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
+
+def _inline_style_hashes() -> list[str]:
+    """CSP hashes of the <style> blocks in templates/_standalone_error.html: the 500 and CSRF pages
+    must render with no static files (the failure may be theirs), so their style is inline and static."""
+    import base64
+    import hashlib
+    import re
+
+    text = (BASE_DIR / "templates" / "_standalone_error.html").read_text()
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(block.encode()).digest()).decode()}'"
+            for block in re.findall(r"<style>(.*?)</style>", text, re.S)]
+
+
+# Content-Security-Policy (django-csp): scripts and styles from our own static files only, no inline
+# code or eval. htmx is told not to inject its indicator <style> (base.html's htmx-config), vega-embed
+# and vega-tooltip not to inject theirs (calibration/charts.js links the CSS instead), and Vega's
+# expressions run in vega-interpreter rather than through `new Function`.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", *_inline_style_hashes()],
+        # Pico draws its select arrows and checkbox marks with data: SVGs; chart PNG export uses data:.
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -85,6 +135,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "csp",
+    "axes",
     "sage",
     "policy",
     "traffic",
@@ -109,6 +161,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Turns a login refused for too many failures into the lockout page (sage.login_throttle).
+    "axes.middleware.AxesMiddleware",
     # Last, so it sees the view's exception first: a busy SQLite answers 503 + Retry-After, not 500.
     "sage.busy.DatabaseBusyMiddleware",
 ]
@@ -153,6 +208,10 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
             os.close(os.open(_sqlite_path, os.O_WRONLY | os.O_CREAT, 0o600))
         for _suffix in ("", "-wal", "-shm"):
             _owner_only(Path(f"{_sqlite_path}{_suffix}"), 0o600)
+# A kept connection (CONN_MAX_AGE, 60 s on PostgreSQL) that a database restart broke is tested and
+# replaced before the next request's or task's first query, instead of failing that request or task
+# (tests/judges/test_db_restart.py; bench/faults.py restarts PostgreSQL under a judge run).
+_database["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _database}
 # On SQLite, how long a traffic import waits for its turn to write before answering 503 (traffic.staging).
 TRAFFIC_IMPORT_WAIT_SECONDS = env.int("SAGE_IMPORT_WAIT_S", 300, minimum=1)
@@ -164,6 +223,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes), on the app's login and the admin's: after SAGE_LOGIN_FAILURE_LIMIT
+# failures for one username from one address, that pair is refused for SAGE_LOGIN_COOLOFF_MINUTES
+# (counted from the last failure), even with the right password; a success resets the count.
+# `manage.py axes_reset_username NAME` (or axes_reset) lifts a lockout by hand.
+AUTHENTICATION_BACKENDS = [
+    "sage.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("SAGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env.int("SAGE_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours, as axes reads a float
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A refused attempt during the lockout does not restart it, so the time the lockout page names holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "sage.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "sage.login_throttle.client_ip"
+# Successful logins are not logged to the database (the access log would grow with every login).
+AXES_DISABLE_ACCESS_LOG = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -189,6 +266,14 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", True)
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(DATA_DIR / "media")))
 
+# Request size. A form post's fields (its files not counted) over this limit are refused with the 400
+# page (templates/400.html) before a view reads them; the largest real one, a policy draft, is at most
+# policy.services.MAX_POLICY_CHARS (50,000 characters). Files are not held in memory above
+# FILE_UPLOAD_MAX_MEMORY_SIZE (Django's default, kept on purpose): they go to a temporary file that the
+# importers read line by line, so a large import file is imported, not refused.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("SAGE_MAX_FORM_MB", 5, minimum=1) * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -209,6 +294,9 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # An unacknowledged task (its worker died) is redelivered after this many seconds.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=30),
+        # Workers look for such tasks every 10 s; kombu's default scans only every 10th look (~100 s),
+        # which delayed a killed worker's chunk well past the timeout (BENCHMARKS.md, "Faults").
+        "unacked_restore_throttle": 1,
     }
 if not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "filesystem://")):
     from django.core.exceptions import ImproperlyConfigured
@@ -224,6 +312,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker whose broker went away (Redis restarting) keeps trying to reconnect for as long as it takes,
+# rather than exiting after 100 tries; its running task goes on meanwhile (not cancelled: a chunk
+# delivered again only finds the items nobody judged). bench/faults.py restarts Redis under a run.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", "sage")
 # Student training and student judge runs have queues of their own, so a GPU host can take them
@@ -237,11 +330,15 @@ CELERY_TASK_QUEUES = tuple(
 # Training, evaluating and promoting students run on the distill queue (distill/tasks.py).
 CELERY_TASK_ROUTES = {"distill.tasks.*": {"queue": SAGE_DISTILL_QUEUE}}
 
+# plain: one line a record, the task's ids appended as key=value; json: one JSON object a line for a
+# log shipper. Either way a task's lines carry run_id, chunk, task_id (sage/logging.py).
+SAGE_LOG_FORMAT = env.choice("SAGE_LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"()": "sage.logging.PlainFormatter"}, "json": {"()": "sage.logging.JsonFormatter"}},
+    "filters": {"ids": {"()": "sage.logging.ContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": SAGE_LOG_FORMAT, "filters": ["ids"]}},
     "root": {"handlers": ["console"], "level": env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
     # The HTTP clients log every request at INFO: thousands of lines per judge run.
     "loggers": {

@@ -13,6 +13,9 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Any logged-in user changes their own password; the session stays logged in (Django updates its hash).
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("traffic/", include("traffic.urls")),
     path("review/", include("review.urls")),
     path("policies/", include("policy.urls")),

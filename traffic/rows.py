@@ -28,6 +28,8 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from sage.text import json_nul_problem, nul_problem
+
 try:  # orjson parses ~5x faster than the standard library; the importer works without it
     from orjson import JSONDecodeError as _FastJSONError
     from orjson import loads as _fast_loads
@@ -279,6 +281,8 @@ class RowParser:
                     raise ImportRowError(line, "fields is not valid JSON") from None
             if not isinstance(fields, dict):
                 raise ImportRowError(line, "fields must be an object")
+            if (problem := nul_problem(fields, "fields")) is not None:
+                raise ImportRowError(line, problem)
             fields_json = json.dumps(fields, ensure_ascii=False)
             if len(fields_json) > MAX_BODY_CHARS:
                 raise ImportRowError(line, f"fields are over {MAX_BODY_CHARS:,} characters")
@@ -300,6 +304,13 @@ def _checked(fn: Callable[[Any], str], arg: Any, line: int) -> str:
         return fn(arg)
     except UnicodeEncodeError:
         raise ImportRowError(line, "bad UTF-8 (a lone surrogate escape)") from None
+
+
+def _nul_check(row: dict[str, Any], line: int) -> None:
+    # Only a line holding the escape \u0000 can carry a NUL (raw ones are not JSON): a byte search
+    # per line, the field walk only then. PostgreSQL stores no NUL (sage/text.py).
+    if (problem := nul_problem(row)) is not None:
+        raise ImportRowError(line, problem)
 
 
 def iter_jsonl_bytes(raw_lines: Iterable[bytes], parser: RowParser, *, start: int = 1) -> Iterator[tuple]:
@@ -324,9 +335,12 @@ def iter_jsonl_bytes(raw_lines: Iterable[bytes], parser: RowParser, *, start: in
             try:
                 row = json.loads(text)
             except ValueError as exc:
-                raise ImportRowError(line_no, f"bad JSON ({exc.msg} at column {exc.colno})") from None
+                raise ImportRowError(line_no, json_nul_problem(text)
+                                     or f"bad JSON ({exc.msg} at column {exc.colno})") from None
         if type(row) is not dict:
             raise ImportRowError(line_no, "each line must be a JSON object")
+        if b"\\u0000" in raw:
+            _nul_check(row, line_no)
         yield parse(row, line_no)
 
 
@@ -338,9 +352,12 @@ def jsonl_objects(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
         try:
             row = json.loads(text)
         except ValueError as exc:
-            raise ImportRowError(line_no, f"bad JSON ({exc.msg} at column {exc.colno})") from None
+            raise ImportRowError(line_no, json_nul_problem(text)
+                                 or f"bad JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict):
             raise ImportRowError(line_no, "each line must be a JSON object")
+        if "\\u0000" in text:
+            _nul_check(row, line_no)
         yield line_no, row
 
 
@@ -350,7 +367,16 @@ def iter_jsonl(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
 
 
 def iter_csv(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
-    reader = csv.DictReader(lines, strict=True)
+    nul_seen = False  # a line held a NUL: only then are the rows' cells searched for it (_nul_check)
+
+    def noting_nul(lines: Iterable[str]) -> Iterator[str]:
+        nonlocal nul_seen
+        for text in lines:
+            if "\x00" in text:
+                nul_seen = True
+            yield text
+
+    reader = csv.DictReader(noting_nul(lines), strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as exc:
@@ -371,6 +397,8 @@ def iter_csv(lines: Iterable[str], parser: RowParser) -> Iterator[tuple]:
             raise ImportRowError(reader.line_num, "more values than header columns")
         if not any(v for v in row.values() if v):
             continue
+        if nul_seen:
+            _nul_check(row, reader.line_num)
         yield parser.parse(row, reader.line_num)
 
 

@@ -183,8 +183,9 @@ def compile_messages(
 
 
 def _one_line(text: str) -> str:
-    # A clause anchor is reviewer-written but still rendered inline: keep it to one short line.
-    return " ".join(text.split())[:120]
+    # A clause anchor is reviewer-written but still rendered inline, outside any fence: keep it to one
+    # short line without fence brackets. (It cannot carry the nonce, which hashes it.)
+    return " ".join(text.split())[:120].replace(FENCE_OPEN, "[").replace(FENCE_CLOSE, "]")
 
 
 def prompt_text(messages: Sequence[dict[str, str]]) -> str:

@@ -8,8 +8,12 @@
       if (!source) return;
       el.dataset.rendered = "1";
       var spec = JSON.parse(source.textContent);
+      // Under the Content-Security-Policy: `ast: true` evaluates Vega expressions with the interpreter
+      // vega-embed bundles (vega-interpreter) instead of compiling them with `new Function`, and no
+      // <style> is injected (vendor/vega-embed.css, linked by _charts_head.html, carries those rules).
       vegaEmbed(el, spec, {actions: {export: true, source: false, compiled: false, editor: false},
-                           renderer: "svg"}).then(function (result) {
+                           renderer: "svg", ast: true, defaultStyle: false, forceActionsMenu: true,
+                           tooltip: {disableDefaultStyle: true}}).then(function (result) {
         var link = el.dataset.clickBase;
         if (!link) return;
         // Clicking a heatmap cell drills down to its items.

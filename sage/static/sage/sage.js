@@ -237,5 +237,25 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", revealOnLoad);
   else revealOnLoad();
 
+  // --- behaviour keyed on data attributes (no inline handlers: the CSP forbids them) ---------------
+
+  // <select data-autosubmit> (a filter): choosing an option submits its form. requestSubmit fires the
+  // submit event, so an htmx-boosted or validated form behaves as if its button were pressed.
+  document.addEventListener("change", (event) => {
+    const field = event.target;
+    if (!(field instanceof Element) || !field.matches("[data-autosubmit]") || !field.form) return;
+    if (typeof field.form.requestSubmit === "function") field.form.requestSubmit();
+    else field.form.submit();
+  });
+
+  // <a data-history-back href="/">: back to the previous page when there is one (an error page's
+  // "Go back"); opened on its own, the link's href.
+  document.addEventListener("click", (event) => {
+    const link = event.target instanceof Element && event.target.closest("a[data-history-back]");
+    if (!link || window.history.length < 2) return;
+    event.preventDefault();
+    window.history.back();
+  });
+
   window.sage = Object.assign(window.sage || {}, { showToast, revealFirstError });
 })();
