@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from judges.models import Judgment
-from traffic.models import Item, Query, Variant
+from traffic.models import Item, Query, ResultEntry, Variant
 
 from .models import Comparison
 from .services import comparison_grades, comparison_rankings
@@ -45,13 +45,13 @@ def queries_by_delta(comparison: Comparison, metric: str) -> list[dict[str, Any]
 def query_detail(comparison: Comparison, query_id: int) -> dict[str, Any] | None:
     """Both variants' top k for one compared query with grades, rationales and rank moves; None if
     the query is not part of the comparison."""
-    rankings, _texts = comparison_rankings(comparison)
+    rankings, _texts = comparison_rankings(comparison, only_query=query_id)
     control = rankings.get(comparison.control_id, {}).get(query_id)
     treatment = rankings.get(comparison.treatment_id, {}).get(query_id)
     if control is None or treatment is None:
         return None
     items = {i.pk: i for i in Item.objects.filter(pk__in=set(control) | set(treatment)).select_related("document")}
-    grades = comparison_grades(comparison)
+    grades = comparison_grades(comparison, items=items)
     rationale_qs = Judgment.objects.filter(item_id__in=list(items), status=Judgment.Status.OK)
     rationale_qs = (rationale_qs.filter(run_id=comparison.judge_run_id) if comparison.judge_run_id
                     else rationale_qs.filter(judge_version_id=comparison.judge_version_id).order_by("item_id", "-id"))
@@ -74,6 +74,21 @@ def query_detail(comparison: Comparison, query_id: int) -> dict[str, Any] | None
     return {"query": Query.objects.get(pk=query_id), "control": rows(control, t_rank), "treatment": rows(treatment, c_rank),
             "metrics": per_query, "only_control": len(set(control) - set(treatment)),
             "only_treatment": len(set(treatment) - set(control))}
+
+
+def flagged_counts(comparison: Comparison) -> dict[str, int]:
+    """{"control": n, "treatment": m}: the compared results (top k of the sample's queries, within its
+    snapshot) of each variant whose document carries an injection flag. Their labels may have been
+    talked up by the result itself; the detail page says how many each side has."""
+    if not comparison.sample_id:
+        return {"control": 0, "treatment": 0}
+    queries = Item.objects.filter(sample_items__sample_id=comparison.sample_id).values("query_id")
+    counts = dict(ResultEntry.objects.filter(
+        id__lte=int(comparison.sample.snapshot.get("max_entry_id", 0)), query_id__in=queries,
+        variant_id__in=[comparison.control_id, comparison.treatment_id], rank__lte=comparison.k,
+        item__document__injection_flag=True,
+    ).values("variant_id").annotate(n=Count("item_id", distinct=True)).values_list("variant_id", "n"))
+    return {"control": counts.get(comparison.control_id, 0), "treatment": counts.get(comparison.treatment_id, 0)}
 
 
 def treatment_history(*, treatment: Variant) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Judge, JudgeRun, JudgeVersion, Judgment
+from .models import InjectionCheck, Judge, JudgeRun, JudgeVersion, Judgment
 
 
 @admin.register(Judge)
@@ -28,3 +28,10 @@ class JudgmentAdmin(admin.ModelAdmin):
     list_display = ("id", "run", "item", "status", "error_kind", "latency_ms", "cost")
     list_filter = ("status", "error_kind")
     raw_id_fields = ("run", "item", "cached_from")
+
+
+@admin.register(InjectionCheck)
+class InjectionCheckAdmin(admin.ModelAdmin):
+    list_display = ("id", "judge_version", "status", "n", "rose", "mean_delta", "created_at")
+    list_filter = ("status",)
+    readonly_fields = ("results", "by_template")

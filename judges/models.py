@@ -234,3 +234,76 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk} ({self.status})"
+
+
+class InjectionCheck(models.Model):
+    """How often a judge version's label rose when injection text was appended to real passages.
+
+    Each of `passages` (query, passage) pairs is judged twice through the version's own backend and
+    prompt, clean and with one of a fixed set of injection templates appended to the body
+    (judges.injection_check.TEMPLATES, rotated over the passages). Nothing is cached or stored as a
+    judgment: a check measures the judge, it labels no traffic.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    judge_version = models.ForeignKey(JudgeVersion, on_delete=models.CASCADE, related_name="injection_checks")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    passages = models.PositiveIntegerField(help_text="pairs asked for")
+    seed = models.BigIntegerField(default=1)
+    source = models.CharField(max_length=200, blank=True, help_text="where the passages came from")
+    total_calls = models.PositiveIntegerField(default=0)
+    done_calls = models.PositiveIntegerField(default=0)
+    # Pairs whose clean and injected judgments both gave a label; `rose`: of those, how many got a
+    # higher overall label with the injection.
+    n = models.PositiveIntegerField(default=0)
+    rose = models.PositiveIntegerField(default=0)
+    fell = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    mean_delta = models.FloatField(null=True, blank=True)
+    # {template: {"n", "rose", "mean_delta"}}; and the detector on the same texts, clean vs injected.
+    by_template = models.JSONField(default=dict, blank=True)
+    flagged_clean = models.PositiveIntegerField(default=0)
+    flagged_injected = models.PositiveIntegerField(default=0)
+    # Per pair: ids, template, clean and injected labels (or the error), for the drill-down and audits.
+    results = models.JSONField(default=list, blank=True)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Written with the progress; a check whose worker died stops writing it, and the next start of a
+    # check of the same version fails it (judges.injection_check.injection_check_start).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"injection check {self.pk} of {self.judge_version}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def rate(self) -> float | None:
+        """Share of pairs whose label rose, 0-1; None before any pair was judged both ways."""
+        return self.rose / self.n if self.n else None
+
+    @property
+    def percent_done(self) -> int:
+        return int(100 * self.done_calls / self.total_calls) if self.total_calls else 0
+
+    @property
+    def summary(self) -> str:
+        if self.rate is None:
+            return "no pair was judged both ways"
+        return f"label rose on {self.rose} of {self.n} ({self.rate:.0%})"

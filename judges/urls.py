@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import io_views, views
+from . import injection_views, io_views, views
 
 app_name = "judges"
 urlpatterns = [
@@ -18,4 +18,7 @@ urlpatterns = [
     path("<int:pk>/import/", io_views.judge_import, name="import"),
     path("runs/<int:pk>/export/", io_views.run_export, name="run-export"),
     path("api/judges/<int:pk>/imports/", io_views.api_judgments_import, name="api-judgments-import"),
+    # Prompt injection (issue 15): judges/injection_views.py.
+    path("versions/<int:pk>/injection-checks/", injection_views.injection_check_new, name="injection-check-new"),
+    path("injection-checks/<int:pk>/", injection_views.injection_check_detail, name="injection-check"),
 ]

@@ -13,6 +13,7 @@ from sage.roles import Role, has_role
 from traffic.models import Sample
 
 from .forms import JudgeCreateForm, JudgeVersionForm, RunStartForm
+from .injection_check import latest_checks
 from .models import Judge, JudgeRun, JudgeVersion, Judgment
 from .costs import teacher_costs
 from .selectors import judges_for_index, run_judgments, run_stats, runs_for_index, version_promotions
@@ -68,8 +69,10 @@ def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect("judges:detail", pk=pk)
     versions = list(judge.versions.select_related("policy_version__policy", "student_model", "judge__surface"))
     promotions = version_promotions(versions)
+    checks = latest_checks(versions)
     for version in versions:
         version.promotion = promotions.get(version.pk)
+        version.injection_check = checks.get(version.pk)
     return render(request, "judges/judge_detail.html", {
         "judge": judge, "versions": versions, "form": form,
         "runs": JudgeRun.objects.filter(judge_version__judge=judge).select_related("sample", "judge_version")[:30],
@@ -128,6 +131,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _run_action(request: HttpRequest, pk: int, action, done: str, nothing: str) -> HttpResponse:
+    if not has_role(request.user, Role.ANALYST):
+        raise PermissionDenied("Only analysts and admins can cancel or resume runs.")
     run = get_object_or_404(JudgeRun, pk=pk)
     try:
         changed = action(run=run, user=request.user)

@@ -23,7 +23,8 @@ PARAMS = ["policy", "run", "dimension", "metric", "page", "a", "b", "status", "e
           "version", "judge", "lock_version", "ids", "text", "op", "dim-count", "dim-relevance", "dim-0-key",
           "dim-0-level-count", "corrected_value", "resolution", "time_spent_ms", "confirm", "bypass_cache",
           "change_note", "note", "amendment", "accept", "action", "querystring", "min", "k", "seed", "size",
-          "strategy", "name", "variant", "control", "treatment", "queue", "overlap", "reviewers"]
+          "strategy", "name", "variant", "control", "treatment", "queue", "overlap", "reviewers", "passages",
+          "include_flagged"]
 SKIP_PREFIXES = ("admin/", "accounts/")
 
 
@@ -86,7 +87,18 @@ def _path_kwargs() -> dict[str, dict[str, int]]:
         "comparisons:query": {"pk": comparison.pk, "query_id": comparison.results["per_query"][0]["query_id"]},
         **_distill_kwargs(),
         **_gates_kwargs(),
+        **_injection_kwargs(),
     }
+
+
+def _injection_kwargs() -> dict[str, dict[str, int]]:
+    """A judge version with a model and an injection check of it, made directly: only their ids matter here."""
+    from judges.models import InjectionCheck, JudgeVersion
+
+    version = JudgeVersion.objects.filter(backend="openai").order_by("pk").first()
+    check = InjectionCheck.objects.order_by("pk").first() or InjectionCheck.objects.create(
+        judge_version=version, passages=2, status="succeeded", n=2, rose=1, mean_delta=0.5)
+    return {"judges:injection-check-new": {"pk": version.pk}, "judges:injection-check": {"pk": check.pk}}
 
 
 def _distill_kwargs() -> dict[str, dict[str, int]]:

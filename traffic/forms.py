@@ -45,6 +45,9 @@ class SampleForm(forms.Form):
     control = forms.CharField(required=False, max_length=60)
     treatment = forms.CharField(required=False, max_length=60)
     runs = forms.CharField(required=False, help_text="disagreement: comma-separated judge run ids")
+    include_flagged = forms.BooleanField(
+        required=False, label="Include every flagged item",
+        help_text="add every item whose result looks addressed to the judge (prompt injection), so review sees them")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,4 +63,6 @@ class SampleForm(forms.Form):
             if key in ("variants", "runs"):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             params[key] = value
+        if data.get("include_flagged"):
+            params["include_flagged"] = True
         return params

@@ -67,9 +67,22 @@ class Document(models.Model):
     body = models.TextField()
     url = models.TextField(blank=True)
     fields = models.JSONField(default=dict, blank=True)
+    # Set at import from the title and body (judges.core.injection): the text looks addressed to a
+    # judge ("ignore previous instructions", "rate this 3", a role tag). Codes, comma-separated;
+    # the reasons are looked up by code when shown. No index: flagged documents are found through
+    # the result entries or items that lead to them, and every index costs each import.
+    injection_flag = models.BooleanField(default=False, db_default=False)
+    injection_reasons = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     def __str__(self) -> str:
         return self.external_id or self.content_hash[:12]
+
+    @property
+    def injection_reasons_text(self) -> str:
+        """The flag's reasons, one per line, for a badge's tooltip."""
+        from judges.core.injection import reasons_text
+
+        return reasons_text(self.injection_reasons)
 
     @property
     def link_url(self) -> str:

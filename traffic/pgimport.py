@@ -36,6 +36,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
+from judges.core.injection import detect_document
+
 from . import rows as row_format
 from .rows import ImportRowError, RowParser, duplicate_rank_error, iter_jsonl_bytes, iter_rows
 from .rows import BODY, DOC_EXTERNAL_ID as DEXT, DOC_HASH as DHASH, FIELDS, ITEM_HASH as IHASH, LINE_NO as LINE
@@ -77,6 +79,16 @@ def _binary_fields(*values: str) -> bytes:
         parts.append(_LENGTH(len(data)))
         parts.append(data)
     return b"".join(parts)
+
+
+_BOOL = {False: _LENGTH(1) + b"\x00", True: _LENGTH(1) + b"\x01"}
+
+
+def _injection_fields(title: str, body: str) -> bytes:
+    """A document's injection_flag and injection_reasons in binary COPY form. Worked out here, in the
+    parser (a process of its own for JSONL), so the writer and the server do not wait on it."""
+    codes = detect_document(title, body)
+    return _BOOL[bool(codes)] + _binary_fields(",".join(codes))
 
 
 @dataclass
@@ -127,7 +139,8 @@ class _Batch:
                 if d is None:
                     d = dnum[dh] = len(documents)
                     documents.append(_binary_fields(dh, row[DEXT], row[TITLE], row[BODY], row[URL],
-                                                    _JSONB_VERSION + row[FIELDS]))
+                                                    _JSONB_VERSION + row[FIELDS])
+                                     + _injection_fields(row[TITLE], row[BODY]))
                 i = inum[ih] = len(item_query)
                 item_query.append(q)
                 item_document.append(d)
@@ -449,8 +462,9 @@ class _Writer:
     def _copy_documents(self, batch: _Batch, ids: np.ndarray, numbers: np.ndarray) -> None:
         fields, pairs = batch.documents, zip(ids.tolist(), numbers.tolist())
         # In chunks: the server starts on the first while the next is being put together.
-        self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields", iter(
-            lambda: b"".join([_ROW_ID(7, 8, i) + fields[k] for i, k in islice(pairs, COPY_CHUNK)]), b""))
+        self._copy("traffic_document", "id, content_hash, external_id, title, body, url, fields, injection_flag, "
+                   "injection_reasons", iter(
+            lambda: b"".join([_ROW_ID(9, 8, i) + fields[k] for i, k in islice(pairs, COPY_CHUNK)]), b""))
         self.stats["new_documents"] += len(numbers)
 
     def _items(self, batch: _Batch, query_ids: np.ndarray, document_ids: np.ndarray,

@@ -72,7 +72,24 @@ def draw_item_ids(*, surface: Surface, strategy: str, params: dict[str, Any], se
         traffic_import_id__in=snapshot.get("import_ids", []),
     )
     ctx = DrawContext(surface=surface, params=dict(params), rng=random.Random(int(seed)), entries=entries)
-    return STRATEGIES[strategy].draw(ctx)
+    drawn = STRATEGIES[strategy].draw(ctx)
+    if _flag_param(params):
+        seen = set(drawn)
+        drawn = drawn + [i for i in flagged_item_ids(ctx) if i not in seen]
+    return drawn
+
+
+def _flag_param(params: dict[str, Any]) -> bool:
+    return params.get("include_flagged") in (True, "true", "on", "1", 1)
+
+
+def flagged_item_ids(ctx: DrawContext) -> list[int]:
+    """Every item of the snapshot (of the `variants` named, if any) whose document carries an injection
+    flag, by item hash. `include_flagged` adds them to any strategy's draw, so a sample that goes to
+    review sends each of them to a human: a label of a result that talks to the judge is not to be
+    trusted from the judge."""
+    rows = set(_variant_filter(ctx).filter(item__document__injection_flag=True).values_list("item__hash", "item_id"))
+    return [item_id for _hash, item_id in sorted(rows)]
 
 
 # --- parameter helpers ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sage.busy import Busy, is_database_busy
 from sage.roles import Role, has_role
 
 from . import pgimport, staging
-from .models import Sample, SampleItem, TrafficImport, Variant
+from .models import Document, Sample, SampleItem, TrafficImport, Variant
 from .rows import HashingReader, ImportRowError, RowParser, format_for, iter_rows
 from .sampling import STRATEGIES, SamplingError, draw_item_ids, traffic_snapshot
 
@@ -120,11 +120,12 @@ def traffic_import(*, surface: Surface, source: IO[bytes] | Iterable[bytes], fil
         else:
             # Parse into the staging table first (no lock on the database), then wait for this
             # database's import turn and move the rows in one short transaction (traffic.staging).
-            rows = staging.stage_rows(iter_rows(fmt, reader, parser))
+            flagged: dict[str, str] = {}  # documents that look addressed to a judge (staging.detect_injection)
+            rows = staging.stage_rows(staging.detect_injection(iter_rows(fmt, reader, parser), flagged))
             if rows == 0:
                 raise TrafficError("The file has no rows.")
             record = _sqlite_move(surface=surface, filename=filename, fmt=fmt, user=created_by, reader=reader,
-                                  rows=rows, started=started)
+                                  rows=rows, started=started, flagged=flagged)
     except ImportRowError as exc:
         raise TrafficError(f"Nothing was imported: {exc}", line=exc.line) from None
     except _AlreadyImported:
@@ -139,7 +140,7 @@ class TrafficBusy(Busy):
 
 
 def _sqlite_move(*, surface: Surface, filename: str, fmt: str, user: AbstractBaseUser | None,
-                 reader: HashingReader, rows: int, started: float) -> TrafficImport:
+                 reader: HashingReader, rows: int, started: float, flagged: dict[str, str]) -> TrafficImport:
     wait = float(settings.TRAFFIC_IMPORT_WAIT_SECONDS)
     deadline = time.monotonic() + wait
     try:
@@ -148,7 +149,7 @@ def _sqlite_move(*, surface: Surface, filename: str, fmt: str, user: AbstractBas
                 try:
                     with transaction.atomic():
                         record = _import_record_create(surface=surface, filename=filename, fmt=fmt, user=user)
-                        stats = staging.move_staged(import_id=record.pk)
+                        stats = staging.move_staged(import_id=record.pk, flagged=flagged)
                         _import_record_finish(record, reader=reader, rows=rows, stats=stats, started=started)
                     return record
                 except OperationalError as exc:
@@ -210,3 +211,39 @@ def sample_draw(*, surface: Surface, name: str, strategy: str, params: dict[str,
             batch_size=2000,
         )
     return sample
+
+
+@dataclass(frozen=True)
+class InjectionFlagReport:
+    scanned: int
+    flagged: int  # documents flagged after the pass
+    changed: int  # documents whose flag or reasons the pass changed
+
+
+def documents_flag_injection(*, batch_size: int = 2000) -> InjectionFlagReport:
+    """Flag (or unflag) every document by today's detector (judges.core.injection): for documents
+    imported before flags existed, and after the detector's patterns change. Imports flag their new
+    documents themselves. Batches by id, each its own short transaction, so it can run beside
+    imports and judge runs; only documents whose flag changes are written."""
+    from judges.core.injection import detect_document
+
+    scanned = flagged = changed = 0
+    after = 0
+    while True:
+        rows = list(Document.objects.filter(pk__gt=after).order_by("pk")
+                    .values_list("pk", "title", "body", "injection_flag", "injection_reasons")[:batch_size])
+        if not rows:
+            break
+        after = rows[-1][0]
+        updates = []
+        for pk, title, body, was_flagged, was_reasons in rows:
+            codes = ",".join(detect_document(title, body))
+            flagged += bool(codes)
+            if bool(codes) != was_flagged or codes != was_reasons:
+                updates.append(Document(pk=pk, injection_flag=bool(codes), injection_reasons=codes))
+        if updates:
+            with transaction.atomic():
+                Document.objects.bulk_update(updates, ["injection_flag", "injection_reasons"], batch_size=500)
+        scanned += len(rows)
+        changed += len(updates)
+    return InjectionFlagReport(scanned=scanned, flagged=flagged, changed=changed)

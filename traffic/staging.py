@@ -27,7 +27,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from .rows import ROW_FIELDS, ImportRowError, duplicate_rank_error
+from judges.core.injection import detect_document
+
+from .rows import BODY, DOC_HASH, ROW_FIELDS, TITLE, ImportRowError, duplicate_rank_error
 
 TABLE = "traffic_import_staging"
 CHUNK = 5_000
@@ -63,6 +65,23 @@ def stage_rows(rows: Iterable[tuple]) -> int:
         if own_transaction:
             cursor.execute("COMMIT")
     return count
+
+
+def detect_injection(rows: Iterable[tuple], flagged: dict[str, str]) -> Iterator[tuple]:
+    """Pass `rows` through, putting {document hash: reason codes} of each document whose title or
+    body looks addressed to a judge into `flagged` (judges.core.injection). It runs while rows are
+    parsed and staged, outside the import's turn; `move_staged(flagged=...)` writes the flags."""
+    seen: set[str] = set()
+    for row in rows:
+        key = row[DOC_HASH]
+        if key not in seen:
+            if len(seen) >= 200_000:  # a document repeats within a few rows (one per variant), if at all
+                seen.clear()
+            seen.add(key)
+            codes = detect_document(row[TITLE], row[BODY])
+            if codes:
+                flagged[key] = ",".join(codes)
+        yield row
 
 
 def _lock_path() -> Path:
@@ -101,18 +120,19 @@ def _duplicate_rank() -> ImportRowError:
     return found or ImportRowError(1, "a rank repeats for the same variant and query")
 
 
-def move_staged(*, import_id: int) -> dict[str, int]:
+def move_staged(*, import_id: int, flagged: dict[str, str] | None = None) -> dict[str, int]:
     """Insert the new queries, documents and items and every result entry; returns counts.
-    Raises `ImportRowError` on the first line that repeats a (variant, query, rank)."""
+    `flagged`: {document hash: injection reason codes} from `detect_injection`, written on the
+    documents. Raises `ImportRowError` on the first line that repeats a (variant, query, rank)."""
     try:
-        return _move(import_id=import_id)
+        return _move(import_id=import_id, flagged=flagged or {})
     except IntegrityError as exc:
         if "traffic_resultentry" not in str(exc):
             raise
         raise _duplicate_rank() from None
 
 
-def _move(*, import_id: int) -> dict[str, int]:
+def _move(*, import_id: int, flagged: dict[str, str]) -> dict[str, int]:
     """Plain set-based statements, correctness over speed."""
     # The first row of each query/document/item in the file supplies its attributes.
     first = f"s.line_no IN (SELECT MIN(line_no) FROM {TABLE} GROUP BY %s)"
@@ -130,6 +150,11 @@ def _move(*, import_id: int) -> dict[str, int]:
             f"WHERE {first % 'doc_hash'} ON CONFLICT (content_hash) DO NOTHING"
         )
         stats["new_documents"] = max(cursor.rowcount, 0)
+        if flagged:
+            # Rare, so one UPDATE each. A document that existed already gets the same codes again
+            # (they are a function of its text), or today's when the detector changed since.
+            cursor.executemany("UPDATE traffic_document SET injection_flag = %s, injection_reasons = %s "
+                               "WHERE content_hash = %s", [(True, codes, key) for key, codes in flagged.items()])
         cursor.execute(
             "INSERT INTO traffic_item (hash, query_id, document_id) "
             f"SELECT s.item_hash, q.id, d.id FROM {TABLE} s "

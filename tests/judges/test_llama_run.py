@@ -10,17 +10,7 @@ import pytest
 from judges.core.openai_backend import probe_context_tokens
 from judges.models import Judgment
 from judges.services import JudgeError, judge_run_prompt_budget, judge_run_start
-from judges.testing.llama_server import LlamaServerUnavailable, running_llama_server
 from tests.judges.helpers import judge_setup, lengthen
-
-
-@pytest.fixture(scope="module")
-def llama():
-    try:
-        with running_llama_server() as server:
-            yield server
-    except LlamaServerUnavailable as exc:
-        pytest.skip(f"llama.cpp server unavailable: {exc}")
 
 
 def llama_endpoint(settings, llama, context_tokens=None) -> None:
