@@ -12,6 +12,8 @@ import logging
 from celery import Task, shared_task
 from django.db import OperationalError
 
+from sage.logging import log_context
+
 from .services import student_after_training, student_pipeline, student_train_execute, student_train_fail, students_sweep
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ class StudentTask(Task):
 
                 _followup(student_id, "evaluate" if self.doing == "evaluating" else "promote", reason)
         except Exception:  # the database may be what failed; the sweep fails the run later
-            logger.exception("could not record the failure of student %s", student_id)
+            logger.exception("could not record the failure of student %s", student_id,
+                             extra={"run_kind": "student", "run_id": student_id, "task_id": task_id})
 
 
 # acks_late: a killed worker's message is redelivered (Redis) and the claim makes the second delivery a
@@ -42,19 +45,22 @@ class StudentTask(Task):
 @shared_task(base=StudentTask, doing="training", acks_late=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=3)
 def student_train_task(student_id: int) -> str:
-    return student_train_execute(student_id=student_id)
+    with log_context(run_kind="student", run_id=student_id):
+        return student_train_execute(student_id=student_id)
 
 
 @shared_task(base=StudentTask, doing="evaluating", acks_late=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=3)
 def student_evaluate_task(student_id: int, again: bool = False) -> str:
-    return student_after_training(student_id=student_id, again=again)
+    with log_context(run_kind="student", run_id=student_id):
+        return student_after_training(student_id=student_id, again=again)
 
 
 @shared_task(base=StudentTask, doing="promoting", acks_late=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=3)
 def student_pipeline_task(student_id: int) -> str:
-    return student_pipeline(student_id=student_id)
+    with log_context(run_kind="student", run_id=student_id):
+        return student_pipeline(student_id=student_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
