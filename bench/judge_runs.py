@@ -1,30 +1,37 @@
 """Judge runs end to end through the services, PostgreSQL and the fault-injecting server.
 
     ./run bench .venv/bin/python bench/judge_runs.py throughput   # c=1,16,64 at 200 ms
+    ./run bench .venv/bin/python bench/judge_runs.py scaleout     # one run on 1 vs 2 Celery workers
     ./run bench .venv/bin/python bench/judge_runs.py faults       # 5,000 items, 20% faults, SIGKILL
 
 throughput: judges N items in-process through `judge_run_chunk` (prompt build, cache lookup, engine,
 bulk DB writes, counters) against a fault-free server at 200 ms; reports judgments/s, the ratio to
 the ideal (concurrency / latency) and our overhead per judgment (wall time minus the ideal, per item).
 
-faults: a 5,000-item run on two real Celery workers (Redis broker) against 20% injected faults
-(5% each of 429 with Retry-After, 500, malformed JSON, out-of-scale labels); one worker is SIGKILLed
-mid-run and restarted; reports that the run ends with exactly 5,000 judgments or recorded errors, 0 duplicates.
+scaleout: one run of 5,120 items (chunks of 1,280) at c=64 per worker, on 1 and then 2 real Celery
+worker processes (Redis broker, PostgreSQL) against the same fault-free 200 ms server; reports each
+wall time, the 2-worker/1-worker ratio and the CPU each process spent per judgment (workers, model
+server, PostgreSQL), which says what the ratio would be on cores of its own.
+
+Both modes take `--code DIR` to judge with another checkout (e.g. `git worktree add /tmp/base HEAD`)
+for side-by-side figures: that tree's Django project and judge code, this tree's fault server.
+
+faults: bench/faults.py's judge scenario (a 5,000-item run on two real Celery workers against 20% injected
+faults while a worker is SIGKILLed, Redis restarted and PostgreSQL restarted; see that file).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+CODE = ROOT  # the checkout whose judge code runs (--code)
 
 
 def free_port() -> int:
@@ -69,14 +76,15 @@ def make_items(n: int, slug: str):
     return surface, version, sample, admin
 
 
-def throughput(n_per_level: dict[int, int]) -> None:
+def start_fault_server(latency_ms: int = 200) -> tuple[subprocess.Popen, str]:
+    """The fault-free server in its own process, as a model server would be: in the judge's process
+    it would compete with the judge for the GIL and make our path look slower than it is."""
     import urllib.request
 
-    # The server runs in its own process, as a model server would: in this process it would compete
-    # with the judge for the GIL and make our path look slower than it is.
     port = free_port()
-    server_proc = subprocess.Popen([sys.executable, "-m", "judges.testing.fault_server", "--port", str(port),
-                                    "--latency-ms", "200"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "judges.testing.fault_server", "--port", str(port),
+                             "--latency-ms", str(latency_ms)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}/v1"
     for _ in range(100):
         try:
@@ -84,113 +92,198 @@ def throughput(n_per_level: dict[int, int]) -> None:
             break
         except OSError:
             time.sleep(0.1)
+    return proc, base_url
+
+
+def fault_env(base_url: str) -> dict[str, str]:
+    return {"SAGE_ENDPOINTS": "fault", "SAGE_ENDPOINT_FAULT_BASE_URL": base_url, "SAGE_ENDPOINT_FAULT_API_KEY": "bench",
+            "SAGE_ENDPOINT_FAULT_JSON_MODE": "json_schema"}
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def throughput(n_per_level: dict[int, int], runs: int = 1) -> None:
+    server_proc, base_url = start_fault_server()
     try:
-        _throughput(n_per_level, base_url)
+        _throughput(n_per_level, base_url, runs)
     finally:
         server_proc.terminate()
 
 
-def _throughput(n_per_level: dict[int, int], base_url: str) -> None:
-    setup_django({"SAGE_ENDPOINTS": "fault", "SAGE_ENDPOINT_FAULT_BASE_URL": base_url,
-                  "SAGE_ENDPOINT_FAULT_API_KEY": "bench", "SAGE_ENDPOINT_FAULT_JSON_MODE": "json_schema"})
+def _throughput(n_per_level: dict[int, int], base_url: str, runs: int) -> None:
+    import statistics
+
+    setup_django(fault_env(base_url))
     from judges.models import JudgeRun
     from judges.services import judge_create, judge_run_chunk
 
-    print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | our CPU ms/judgment |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for concurrency, n in n_per_level.items():
-        surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{int(time.time())}")
-        jv = judge_create(name=f"bench c{concurrency} {time.time()}", surface=surface, user=admin, backend="openai",
-                          model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
-                          concurrency=concurrency)
-        run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
-                                      status="running", bypass_cache=True)
-        ids = list(sample.sample_items.values_list("item_id", flat=True))
-        start, cpu_start = time.perf_counter(), time.thread_time()
-        judge_run_chunk(run_id=run.pk, item_ids=ids)
-        wall = time.perf_counter() - start
-        # CPU of this (the caller's) thread: prompt build, cache lookup, parse hand-off, bulk DB
-        # writes and counters; the HTTP client runs on the engine's own event-loop thread.
-        ours_ms = (time.thread_time() - cpu_start) / n * 1000
-        run.refresh_from_db()
-        assert run.done_items == n, (run.done_items, n)
-        rate = n / wall
-        ideal = concurrency / 0.2
-        print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% | {ours_ms:.2f} |")
+    print(f"code: {CODE}")
+    print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | caller CPU ms/judgment "
+          "| process CPU ms/judgment | load 1/5/15 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    ratios: dict[int, list[float]] = {}
+    for _ in range(runs):
+        for concurrency, n in n_per_level.items():
+            surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{time.time_ns()}")
+            jv = judge_create(name=f"bench c{concurrency} {time.time()}", surface=surface, user=admin, backend="openai",
+                              model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
+                              concurrency=concurrency)
+            run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
+                                          status="running", bypass_cache=True)
+            ids = list(sample.sample_items.values_list("item_id", flat=True))
+            start, thread_start, process_start = time.perf_counter(), time.thread_time(), time.process_time()
+            judge_run_chunk(run_id=run.pk, item_ids=ids)
+            wall = time.perf_counter() - start
+            # The caller's thread: loading, prompt build, cache lookup, bulk DB writes and counters.
+            # The process: that plus the HTTP client on the engine's event-loop thread (one GIL).
+            caller_ms = (time.thread_time() - thread_start) / n * 1000
+            process_ms = (time.process_time() - process_start) / n * 1000
+            run.refresh_from_db()
+            assert run.done_items == n, (run.done_items, n)
+            rate = n / wall
+            ideal = concurrency / 0.2
+            ratios.setdefault(concurrency, []).append(100 * rate / ideal)
+            print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% "
+                  f"| {caller_ms:.2f} | {process_ms:.2f} | {load()} |", flush=True)
+    if runs > 1:
+        print("medians: " + ", ".join(f"c={c} {statistics.median(r):.1f}%" for c, r in ratios.items()))
 
 
-def faults(n: int = 5000) -> None:
-    from judges.testing.fault_server import running_fault_server
+# --- scale-out ---------------------------------------------------------------------------------
 
-    redis_dir = tempfile.mkdtemp(prefix="sage-bench-redis-")
-    redis_port = free_port()
-    subprocess.run(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--daemonize", "yes", "--save", "",
-                    "--dir", redis_dir, "--pidfile", f"{redis_dir}/redis.pid"], check=True, stdout=subprocess.DEVNULL)
+def _cpu_ticks(pids: list[int]) -> int:
+    """utime + stime of `pids` and all their descendants (clock ticks), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo, seen = 0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+        todo += children.get(pid, [])
+    return total
+
+
+def _postmaster_pid() -> int | None:
+    """The PostgreSQL server of DATABASE_URL (./run bench's throwaway cluster), found by its port."""
+    port = os.environ.get("DATABASE_URL", "").rsplit(":", 1)[-1].split("/")[0]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"postgres") and b"-p" in argv and port.encode() in argv:
+                return int(entry)
+    return None
+
+
+def scaleout(items: int, chunk: int, concurrency: int, runs: int) -> None:
+    import statistics
+
+    server_proc, base_url = start_fault_server()
+    env = {**fault_env(base_url), "SAGE_JUDGE_CHUNK_SIZE": str(chunk)}
     workers: list[subprocess.Popen] = []
     try:
-        with running_fault_server(latency_ms=50, rate_429=0.05, rate_500=0.05, rate_malformed=0.05,
-                                  rate_out_of_scale=0.05, retry_after_s=0.2, seed=11) as server:
-            env = {"SAGE_ENDPOINTS": "fault", "SAGE_ENDPOINT_FAULT_BASE_URL": server.base_url,
-                   "SAGE_ENDPOINT_FAULT_API_KEY": "bench", "SAGE_ENDPOINT_FAULT_JSON_MODE": "json_schema",
-                   "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0", "CELERY_VISIBILITY_TIMEOUT": "30",
-                   "SAGE_JUDGE_CHUNK_SIZE": "100"}
-            setup_django(env)
-            from django.db.models import Count
+        setup_django(env)
+        from judges.models import JudgeRun
+        from judges.services import judge_create, judge_run_start
+        from sage.celery import app
 
-            from judges.models import Judgment
-            from judges.services import judge_create, judge_run_start
-
-            surface, version, sample, admin = make_items(n, f"faults-{int(time.time())}")
-            jv = judge_create(name=f"bench faults {time.time()}", surface=surface, user=admin, backend="openai",
-                              model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
-                              concurrency=32)
-
-            def start_worker(name: str) -> subprocess.Popen:
-                return subprocess.Popen([sys.executable, "-m", "celery", "-A", "sage", "worker", "--concurrency=1",
-                                         "--loglevel=WARNING", "-n", f"{name}@%h"], cwd=ROOT, env={**os.environ, **env},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-            workers += [start_worker("w1"), start_worker("w2")]
-            time.sleep(6)
-            started = time.perf_counter()
-            run = judge_run_start(version=jv, sample=sample, user=admin)
-            killed = False
-            while True:
+        tick = os.sysconf("SC_CLK_TCK")
+        postmaster = _postmaster_pid()
+        print(f"code: {CODE}; {items} items in chunks of {chunk}, c={concurrency} per worker, 200 ms server")
+        print("| workers | items | wall s | judgments/s | ideal/s | % of ideal | worker CPU ms/judgment "
+              "| server CPU ms/judgment | PostgreSQL CPU ms/judgment | load 1/5/15 |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        rates: dict[int, list[float]] = {}
+        cpu_per_judgment: list[float] = []
+        for _ in range(runs):
+            for n_workers in (1, 2):
+                surface, version, sample, admin = make_items(items, f"so-w{n_workers}-{time.time_ns()}")
+                jv = judge_create(name=f"bench scaleout {time.time_ns()}", surface=surface, user=admin,
+                                  backend="openai", model_name="bench", endpoint_name="fault", policy_version=version,
+                                  precedent_k=0, concurrency=concurrency)
+                workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "sage", "worker", "--concurrency=1",
+                                             "--loglevel=WARNING", "-n", f"so{i}-{time.time_ns()}@%h"], cwd=CODE,
+                                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+                           for i in range(n_workers)]
+                deadline = time.monotonic() + 120
+                while len(app.control.ping(timeout=1.0) or []) < n_workers:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("workers did not answer within 120 s")
+                pids = [w.pid for w in workers]
+                before = (_cpu_ticks(pids), _cpu_ticks([server_proc.pid]),
+                          _cpu_ticks([postmaster]) if postmaster else 0)
+                start = time.perf_counter()
+                run = judge_run_start(version=jv, sample=sample, user=admin, bypass_cache=True)
+                while JudgeRun.objects.filter(pk=run.pk, status__in=JudgeRun.ACTIVE).exists():
+                    time.sleep(0.1)
+                wall = time.perf_counter() - start
+                after = (_cpu_ticks(pids), _cpu_ticks([server_proc.pid]), _cpu_ticks([postmaster]) if postmaster else 0)
+                for w in workers:
+                    w.terminate()
+                for w in workers:
+                    w.wait(timeout=30)
+                workers = []
                 run.refresh_from_db()
-                done = Judgment.objects.filter(run=run).count()
-                if not killed and done >= n * 0.3:
-                    workers[0].send_signal(signal.SIGKILL)
-                    workers[0].wait()
-                    killed_at = done
-                    killed = True
-                    workers[0] = start_worker("w1b")  # a replacement, as a supervisor would start
-                if not run.is_active:
-                    break
-                if time.perf_counter() - started > 900:
-                    raise SystemExit(f"run not finished after 900 s: {done}/{n}")
-                time.sleep(0.5)
-            elapsed = time.perf_counter() - started
-            judgments = Judgment.objects.filter(run=run)
-            total = judgments.count()
-            distinct = judgments.values("item_id").distinct().count()
-            dupes = judgments.values("item_id").annotate(c=Count("id")).filter(c__gt=1).count()
-            kinds = dict(judgments.values_list("error_kind").annotate(c=Count("id")).values_list("error_kind", "c"))
-            print("| items | judgments | distinct items | duplicates | ok | errors by kind | killed at | wall s |")
-            print("|---:|---:|---:|---:|---:|---|---:|---:|")
-            print(f"| {n} | {total} | {distinct} | {dupes} | {kinds.pop('', 0)} | {kinds} | {killed_at} | {elapsed:.0f} |")
-            assert total == distinct == n and dupes == 0, "lost or duplicated judgments"
+                assert run.status == JudgeRun.Status.SUCCEEDED and run.done_items == items, (run.status, run.done_items)
+                worker_ms, server_ms, pg_ms = ((a - b) / tick * 1000 / items for a, b in zip(after, before))
+                cpu_per_judgment.append(worker_ms + server_ms + pg_ms)
+                rate = items / wall
+                ideal = n_workers * concurrency / 0.2
+                rates.setdefault(n_workers, []).append(rate)
+                print(f"| {n_workers} | {items} | {wall:.2f} | {rate:.1f} | {ideal:.0f} | {100 * rate / ideal:.1f}% "
+                      f"| {worker_ms:.2f} | {server_ms:.2f} | {pg_ms:.2f} | {load()} |", flush=True)
+        one, two = statistics.median(rates[1]), statistics.median(rates[2])
+        cpu = statistics.median(cpu_per_judgment)
+        print(f"medians: 1 worker {one:.1f}/s, 2 workers {two:.1f}/s: **{two / one:.2f}x**; all processes together "
+              f"{cpu:.2f} CPU ms/judgment, so {os.cpu_count()} free cores would carry at most "
+              f"{os.cpu_count() * 1000 / cpu:.0f} judgments/s")
     finally:
         for w in workers:
             w.kill()
-        subprocess.run(["redis-cli", "-p", str(redis_port), "shutdown", "nosave"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        server_proc.terminate()
 
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "throughput"
+    if mode in ("throughput", "scaleout"):
+        import argparse
+
+        parser = argparse.ArgumentParser(prog=f"judge_runs.py {mode}")
+        parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose judge code runs")
+        parser.add_argument("--runs", type=int, default=1, help="repeat each measurement; medians at the end")
+        parser.add_argument("--items", type=int, default=5120, help="scaleout: items in the run")
+        parser.add_argument("--chunk", type=int, default=1280, help="scaleout: SAGE_JUDGE_CHUNK_SIZE")
+        parser.add_argument("--concurrency", type=int, default=64, help="scaleout: per worker")
+        args = parser.parse_args(sys.argv[2:])
+        CODE = args.code.resolve()
+        sys.path.insert(0, str(CODE))
     if mode == "throughput":
-        throughput({1: 25, 16: 320, 64: 1280})
+        throughput({1: 25, 16: 320, 64: 1280}, runs=args.runs)
+    elif mode == "scaleout":
+        scaleout(args.items, args.chunk, args.concurrency, args.runs)
     elif mode == "faults":
-        faults(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)
+        # bench/faults.py: the same run, plus Redis and PostgreSQL restarts and a beat process.
+        from bench.faults import main as faults_main
+
+        sys.argv = [sys.argv[0], "--scenario", "judge", "--items", sys.argv[2] if len(sys.argv) > 2 else "5000"]
+        faults_main()
     else:
-        raise SystemExit("usage: judge_runs.py throughput|faults [items]")
+        raise SystemExit("usage: judge_runs.py throughput|scaleout [--code DIR] [--runs N] | faults [items]")

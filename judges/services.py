@@ -17,10 +17,11 @@ command) resumes runs whose heartbeat stopped, then fails them if resuming does 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -555,46 +556,91 @@ def _backend_for(version: JudgeVersion):
 
 
 def judge_run_chunk(*, run_id: int, item_ids: list[int]) -> int:
-    """Judge the items of one chunk that have no judgment in this run yet; returns how many."""
+    """Judge the items of one chunk that have no judgment in this run yet; returns how many were sent."""
     # A chunk that starts proves the run alive; the same UPDATE tells whether it still runs.
     if not JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(heartbeat_at=timezone.now()):
         return 0  # cancelled, failed or finished meanwhile
     run = JudgeRun.objects.select_related("judge_version__policy_version__policy", "judge_version__student_model",
                                           "precedent_set").get(pk=run_id)
     pending_ids = _pending_item_ids(run, item_ids)
-    items = list(Item.objects.filter(pk__in=pending_ids).select_related("query", "document"))
-    judged = _judge_with_backend(run, items) if items else 0
+    judged = _judge_with_backend(run, pending_ids) if pending_ids else 0
     judge_run_refresh(run_id=run_id)
     return judged
 
 
-def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
-    """Build every prompt, reuse cached judgments of identical prompts, send the rest; returns how many were sent."""
+# The chunk's items are loaded, prompted and looked up in the cache in batches while the engine
+# already judges the first ones: the first batch is one wave of concurrent calls, so the first
+# requests leave within milliseconds of the chunk's start, and the rest follow in larger batches
+# (one items query, one precedent selection, one cache lookup each) while the first wave is in flight.
+FIRST_BATCH_MIN = 16
+BATCH_ITEMS = 256
+
+
+@dataclass
+class _Prepared:
+    """What the writer needs of each item sent: set by the producer before the request leaves."""
+
+    item: Item
+    precedent_ids: list[int]
+    cache_key: str
+
+
+def _prepare_batches(run: JudgeRun, item_ids: list[int], config: JudgeConfig, prepared: dict[int, _Prepared],
+                     sent: list[int]) -> Iterator[JudgeRequest]:
+    """Yield the requests of `item_ids` not served from the cache, batch by batch, in chunk order.
+
+    Runs lazily on the caller's thread (the engine pulls a little ahead of its workers), so it may
+    use the ORM. Fills `prepared` for each request before yielding it, and counts it in `sent`.
+    """
     version = run.judge_version
     policy = version.policy_version
+    rubric = policy.parsed_rubric()
+    first = max(FIRST_BATCH_MIN, config.concurrency)
+    bounds = [0, *range(first, len(item_ids), BATCH_ITEMS), len(item_ids)]
+    for lo, hi in zip(bounds, bounds[1:]):
+        batch_ids = item_ids[lo:hi]
+        loaded = Item.objects.filter(pk__in=batch_ids).select_related("query", "document").in_bulk()
+        items = [loaded[pk] for pk in batch_ids if pk in loaded]
+        if version.spec.prompt_based:
+            examples = _precedent_examples(run, items)
+            requests = []
+            for judge_item in _judge_items(items):
+                shown = [PrecedentExample(query=p.query, title=p.title, body=p.body, labels=p.labels,
+                                          rationale=p.rationale, clause=p.clause) for p in examples[judge_item.item_id]]
+                requests.append(build_request(policy.text, rubric, shown, judge_item, config))
+            precedent_ids = {item_id: [p.pk for p in chosen] for item_id, chosen in examples.items()}
+            keys = {r.item_id: _prompt_cache_key(version, r) for r in requests}
+        else:
+            # The backend reads the item's texts: no prompt is built and no precedents are selected.
+            requests = [JudgeRequest(item_id=i.item_id, messages=[], schema={}, rubric=rubric, item=i)
+                        for i in _judge_items(items)]
+            precedent_ids = {i.pk: [] for i in items}
+            keys = {i.pk: _model_cache_key(version, i.hash) for i in items}
+        by_id = {i.pk: i for i in items}
+        reused = _copy_cached(run, by_id, keys)
+        for request in requests:
+            if request.item_id in reused:
+                continue
+            prepared[request.item_id] = _Prepared(by_id[request.item_id], precedent_ids[request.item_id],
+                                                  keys[request.item_id])
+            sent.append(request.item_id)
+            yield request
+
+
+def _judge_with_backend(run: JudgeRun, item_ids: list[int]) -> int:
+    """Load, prompt and cache-check the items batch by batch, send what the cache does not hold and
+    write the outcomes in bulk; returns how many were sent."""
+    version = run.judge_version
     config = judge_config(version)
-    by_id = {i.pk: i for i in items}
-    requests = []
-    if version.spec.prompt_based:
-        examples = _precedent_examples(run, items)
-        for judge_item in _judge_items(items):
-            chosen = examples[judge_item.item_id]
-            shown = [PrecedentExample(query=p.query, title=p.title, body=p.body, labels=p.labels,
-                                      rationale=p.rationale, clause=p.clause) for p in chosen]
-            requests.append(build_request(policy.text, policy.parsed_rubric(), shown, judge_item, config))
-        precedent_ids = {item_id: [p.pk for p in chosen] for item_id, chosen in examples.items()}
-        keys = {r.item_id: _prompt_cache_key(version, r) for r in requests}
-    else:
-        # The backend reads the item's texts: no prompt is built and no precedents are selected.
-        rubric = policy.parsed_rubric()
-        requests = [JudgeRequest(item_id=i.item_id, messages=[], schema={}, rubric=rubric, item=i)
-                    for i in _judge_items(items)]
-        precedent_ids = {i.pk: [] for i in items}
-        keys = {i.pk: _model_cache_key(version, i.hash) for i in items}
-    reused = _copy_cached(run, by_id, keys)
-    requests = [r for r in requests if r.item_id not in reused]
-    if not requests:
+    prepared: dict[int, _Prepared] = {}
+    sent: list[int] = []
+    requests = _prepare_batches(run, item_ids, config, prepared, sent)
+    # The first request before the backend: a chunk the cache serves whole loads no model (a
+    # student's takes seconds) and starts no engine, as before.
+    first = next(requests, None)
+    if first is None:
         return 0
+    requests = itertools.chain([first], requests)
     buffer: list[Judgment] = []
 
     last = {"flush": time.monotonic(), "refresh": time.monotonic()}
@@ -603,16 +649,20 @@ def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
         if buffer:
             Judgment.objects.bulk_create(buffer, ignore_conflicts=True)
             buffer.clear()
-            JudgeRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
         last["flush"] = time.monotonic()
-        # Keep the progress bar moving with slow models too, without an aggregate per outcome.
+        # Keep the progress bar moving with slow models too, without an aggregate per outcome. The
+        # refresh writes the heartbeat too (and `cancelled` does while nothing arrives), so a flush
+        # needs no UPDATE of its own.
         if time.monotonic() - last["refresh"] > REFRESH_EVERY_S:
             judge_run_refresh(run_id=run.pk)
             last["refresh"] = time.monotonic()
 
     def on_outcome(outcome: JudgeOutcome) -> None:
-        buffer.append(_judgment_from_outcome(run, by_id[outcome.item_id], outcome, precedent_ids[outcome.item_id],
-                                             keys[outcome.item_id]))
+        if not outcome.ok:  # one line per recorded error, findable by its item_id (sage/logging.py)
+            logger.info("item ended in a recorded error: %s: %s", outcome.error_kind, outcome.error_message[:300],
+                        extra={"item_id": outcome.item_id})
+        item = prepared.pop(outcome.item_id)
+        buffer.append(_judgment_from_outcome(run, item.item, outcome, item.precedent_ids, item.cache_key))
         # Batches of FLUSH_EVERY when judgments pour in; at least once a second when they trickle.
         if len(buffer) >= FLUSH_EVERY or time.monotonic() - last["flush"] > FLUSH_EVERY_S:
             flush()
@@ -641,7 +691,7 @@ def _judge_with_backend(run: JudgeRun, items: list[Item]) -> int:
         run_requests_sync(_backend_for(version), requests, config, limiter, on_outcome, cancelled)
     finally:
         flush()
-    return len(requests)
+    return len(sent)
 
 
 def _recount(run_id: int, **also: Any) -> None:
@@ -722,24 +772,11 @@ class SweepReport:
 
 
 def _broker_backlog() -> int | None:
-    """Messages waiting in the task queue, or None when the broker cannot say."""
-    from kombu.exceptions import ChannelError
+    """Judge-run task messages (execute, chunk) waiting in the run queues, or None when the broker
+    cannot say. Only those: the other sweeps beat sends with this one wait there too."""
+    from sage.celery import waiting_tasks
 
-    from sage.celery import app
-
-    waiting = 0
-    try:
-        with app.connection_for_write() as connection:
-            for queue in run_queues():
-                try:
-                    declared = connection.default_channel.queue_declare(queue=queue, passive=True)
-                except ChannelError:
-                    continue  # Redis has no key for an empty queue
-                waiting += declared.message_count
-            return waiting
-    except Exception:  # noqa: BLE001 - the sweep must go on when the broker is down
-        logger.warning("could not read the broker's queue length", exc_info=True)
-        return None
+    return waiting_tasks(run_queues(), names=("judges.tasks.judge_run_execute_task", "judges.tasks.judge_run_chunk_task"))
 
 
 def judge_runs_sweep(*, stall_s: int | None = None, max_resumes: int | None = None,

@@ -15,6 +15,7 @@ add its own, because time spent waiting on the rate limiter would count against 
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import itertools
 import logging
@@ -63,9 +64,67 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+class RequestFeed:
+    """Units of requests handed from a producer thread to the engine's event loop while it runs.
+
+    `run_requests_sync` builds requests on the caller's thread and feeds them in as they are made,
+    so the first calls go out (and their connections open) while the rest of a chunk is still being
+    loaded and prompted, instead of after. `put` and `close` may be called from any thread; `get`
+    runs on the loop. A deque plus one wake-up per `put` (not per unit): appends are atomic, and
+    the loop checks the deque before it waits, so a unit put before the loop attached is not missed.
+    """
+
+    def __init__(self) -> None:
+        self._units: collections.deque[list[JudgeRequest]] = collections.deque()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
+
+    def backlog(self) -> int:
+        """Units put and not yet taken by a worker."""
+        return len(self._units)
+
+    def put(self, units: list[list[JudgeRequest]]) -> None:
+        if units:
+            self._units.extend(units)
+            self._wake()
+
+    def close(self, *, drop: bool = False) -> None:
+        """No more units; with `drop`, the ones not taken yet are discarded (a cancel)."""
+        self._closed = True
+        if drop:
+            self._units.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is not None and self._ready is not None:
+            try:
+                loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                pass
+
+    async def get(self) -> list[JudgeRequest] | None:
+        """The next unit, waiting for the producer; None once closed and drained."""
+        if self._loop is None:
+            self._ready = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+        assert self._ready is not None
+        while True:
+            if self._units:
+                try:
+                    return self._units.popleft()
+                except IndexError:  # a concurrent close(drop=True)
+                    pass
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
+
 async def run_requests(
     backend: JudgeBackend,
-    requests: Iterable[JudgeRequest],
+    requests: Iterable[JudgeRequest] | RequestFeed,
     config: JudgeConfig,
     limiter: RateLimiter | None = None,
     on_outcome: OnOutcome | None = None,
@@ -81,11 +140,13 @@ async def run_requests(
     `on_outcome` and `cancel_check` may be plain or async callables; they run on the event loop, so
     a Django caller should use `run_requests_sync`, which calls them on the caller's thread.
     `cancel_poll_s` throttles `cancel_check` when it is expensive (0: before every item).
-    An exception raised by `on_outcome` is a caller bug and propagates.
+    `requests` may be a `RequestFeed` a producer fills while the engine runs (already in units of
+    the backend's batch size). An exception raised by `on_outcome` is a caller bug and propagates.
     """
     limiter = limiter or NullRateLimiter()
     rng = rng or random.Random()
-    units = _chunks(requests, max(1, backend.max_batch_size))
+    feed = requests if isinstance(requests, RequestFeed) else None
+    units = None if feed is not None else _chunks(requests, max(1, backend.max_batch_size))
     cancelled = False
     last_poll = -float("inf")
 
@@ -124,9 +185,15 @@ async def run_requests(
                         attempt, delay)
             await asyncio.sleep(delay)
 
+    async def next_unit() -> list[JudgeRequest] | None:
+        if feed is not None:
+            return await feed.get()
+        assert units is not None
+        return next(units, None)
+
     async def worker() -> None:
         while not await should_stop():
-            unit = next(units, None)
+            unit = await next_unit()
             if unit is None:
                 return
             for outcome in await judge_unit(unit):
@@ -166,22 +233,35 @@ def run_requests_sync(
     cancel_check: Callable[[], bool] | None = None,
     *,
     cancel_poll_s: float = 0.5,
+    lookahead: int | None = None,
     **engine_kwargs: Any,
 ) -> None:
     """`run_requests` for synchronous callers such as a Celery task.
 
     The event loop (asyncio.run) runs on a helper thread while `on_outcome` and `cancel_check` run
     here, on the caller's thread. That is what a Django caller needs: the ORM refuses to run inside
-    an event loop, and a slow DB write must not stall the HTTP calls in flight. `requests` is
-    consumed on the helper thread, so pass a list rather than a lazy queryset.
+    an event loop, and a slow DB write must not stall the HTTP calls in flight.
+
+    `requests` is consumed here too, lazily, and fed to the loop as it goes: a generator that loads
+    and builds prompts (with the ORM) overlaps with the first calls instead of delaying them. It is
+    kept `lookahead` units ahead of the workers (default: two per concurrent call), so the workers
+    never starve and a cancel leaves few requests built for nothing.
     """
     outcomes: queue.SimpleQueue[Any] = queue.SimpleQueue()
     stop = threading.Event()
     failure: list[BaseException] = []
+    feed = RequestFeed()
+    batch = max(1, backend.max_batch_size)
+    ahead = lookahead if lookahead is not None else 2 * max(1, config.concurrency)
+    step = max(1, ahead // 8)
+    source = _chunks(requests, batch)
 
     async def main() -> None:
         try:
-            await run_requests(backend, requests, config, limiter, outcomes.put, stop.is_set, **engine_kwargs)
+            warm = getattr(backend, "warm", None)  # a backend with costly set-up does it while the feed fills
+            if warm is not None:
+                await warm()
+            await run_requests(backend, feed, config, limiter, outcomes.put, stop.is_set, **engine_kwargs)
         finally:
             await backend.aclose()
             close = getattr(limiter, "aclose", None)
@@ -196,11 +276,31 @@ def run_requests_sync(
         finally:
             outcomes.put(_DONE)
 
+    def top_up() -> bool:
+        """Feed units until `ahead` wait; False once `requests` is exhausted (the feed is closed)."""
+        units = []
+        while feed.backlog() + len(units) < ahead:
+            unit = next(source, None)
+            if unit is None:
+                feed.put(units)
+                feed.close()
+                return False
+            units.append(unit)
+            # Hand over in small groups: idle workers start on the first ones while the rest are built.
+            if feed.backlog() == 0 or len(units) >= step:
+                feed.put(units)
+                units = []
+        feed.put(units)
+        return True
+
     thread = threading.Thread(target=loop_thread, name="judge-engine", daemon=True)
     thread.start()
+    producing = True
     last_poll = -float("inf")
     try:
         while True:
+            if producing and not stop.is_set():
+                producing = top_up()
             try:
                 item = outcomes.get(timeout=0.1)  # wake up now and then to poll cancel_check
             except queue.Empty:
@@ -213,8 +313,10 @@ def run_requests_sync(
                 last_poll = time.monotonic()
                 if cancel_check():
                     stop.set()
+                    feed.close(drop=True)
     except BaseException:
         stop.set()  # let requests in flight finish, then surface the caller's error
+        feed.close(drop=True)
         thread.join()
         raise
     thread.join()

@@ -206,6 +206,11 @@ class OpenAIBackend(JudgeBackend):
             self._client_loop = loop
         return self._client
 
+    async def warm(self) -> None:
+        """Make the client (and its transport's session) before the first request needs it, while the
+        caller is still loading and prompting the first items."""
+        self.client()
+
     async def aclose(self) -> None:
         if self._client is not None:
             try:

@@ -195,3 +195,52 @@ def test_an_error_in_the_callers_callback_propagates_from_the_async_engine_as_it
     config = make_config()
     with pytest.raises(RuntimeError, match="database is down"):
         asyncio.run(run_requests(ScriptedBackend(), make_requests(20, config), config, on_outcome=on_outcome))
+
+
+def test_the_sync_wrapper_starts_judging_while_the_caller_still_builds_requests():
+    """A chunk's first calls overlap with loading and prompting the rest (the generator runs on the
+    caller's thread, kept a little ahead of the workers), and a batch backend still gets full batches."""
+    import threading
+
+    backend = ScriptedBackend(delay=0.01)
+    config = make_config(concurrency=2)
+    built = make_requests(40, config)
+    main_thread = threading.get_ident()
+    seen_started_early = []
+
+    def lazily():
+        for i, request in enumerate(built):
+            assert threading.get_ident() == main_thread  # the ORM may be used here
+            if i == 10:
+                deadline = time.monotonic() + 5
+                while not backend.started and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                seen_started_early.append(bool(backend.started))
+            yield request
+
+    outcomes = []
+    run_requests_sync(backend, lazily(), config, on_outcome=outcomes.append)
+    assert seen_started_early == [True]
+    assert sorted(o.item_id for o in outcomes) == [r.item_id for r in built]
+
+    batch = BatchBackend()
+    run_requests_sync(batch, iter(make_requests(10, config)), make_config(concurrency=1), on_outcome=lambda o: None)
+    assert sorted(batch.batches) == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+
+
+def test_an_error_while_building_requests_stops_the_engine_and_propagates():
+    backend = ScriptedBackend(delay=0.01)
+    config = make_config(concurrency=2)
+    built = make_requests(20, config)
+    outcomes = []
+
+    def failing():
+        yield from built[:8]
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        run_requests_sync(backend, failing(), config, on_outcome=outcomes.append, lookahead=1)
+    # Nothing past the failure was sent; what was sent finished (its outcome may go unwritten: a
+    # redelivered chunk judges it again, as with any error of the caller).
+    assert set(backend.started) <= {r.item_id for r in built[:8]}
+    assert backend.in_flight == 0
