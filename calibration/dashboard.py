@@ -6,10 +6,13 @@ unsaved (`services.agreement_snapshots` stores them, from POSTs and the demo loa
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 from django.db.models import Count, F, Max, QuerySet
 
 from judges.models import JudgeRun, Judgment
@@ -26,6 +29,7 @@ from .selectors import (
     agreement_human_human,
     agreement_run_vs_humans,
     label_sources,
+    labels_token,
     multiply_labelled_items,
     run_paired_with_humans,
     snapshot_fields,
@@ -88,25 +92,46 @@ class RunRow:
 def human_ceiling(runs: list[JudgeRun], *, n_resamples: int = 1000) -> dict[str, Any] | None:
     """Human–human agreement on the overall dimension, on the items of these runs that two or more
     people labelled — whatever queue, policy version or import the labels came from (CEILING_RULE).
-    None when there are no runs; a dict with n 0 and a reason when no item has two labels."""
+    None when there are no runs; a dict with n 0 and a reason when no item has two labels.
+
+    Cached until a human label is added or corrected or the gold labellers change (the token that
+    agreement snapshots use): finding the multiply-labelled items groups every latest label of the
+    runs' samples, 24 s at 10M sample items (BENCHMARKS.md, "Scale: 10M judgments"), and the run page
+    and the dashboard show the ceiling on every view. The cache is per process (Django's default
+    local-memory cache unless CACHES says otherwise), so each web worker computes it once."""
     if not runs:
         return None
     version = runs[-1].judge_version.policy_version
     overall = version.parsed_rubric().overall
-    item_ids = multiply_labelled_items({r.sample_id for r in runs}, overall.key)
-    base = {"dimension": overall.key, "rule": CEILING_RULE, "n": len(item_ids), "n_queries": 0, "sources": [],
+    samples = sorted({r.sample_id for r in runs})
+    key = (f"sage:ceiling:{version.pk}:{overall.key}:{n_resamples}:{labels_token()}:"
+           + hashlib.sha256(",".join(map(str, samples)).encode()).hexdigest()[:16])
+    cached = cache.get(key)
+    if cached is None:
+        cached = _human_ceiling(version, overall.key, samples, n_resamples)
+        cache.set(key, cached, CEILING_CACHE_S)
+    return copy.deepcopy(cached)
+
+
+# The key changes with every new label, so entries only need to outlive a busy hour.
+CEILING_CACHE_S = 3600
+
+
+def _human_ceiling(version: Any, dimension: str, sample_ids: list[int], n_resamples: int) -> dict[str, Any]:
+    item_ids = multiply_labelled_items(sample_ids, dimension)
+    base = {"dimension": dimension, "rule": CEILING_RULE, "n": len(item_ids), "n_queries": 0, "sources": [],
             "estimates": {}, "ci": {}, "ci_method": "", "warning": None, "alpha_all": None, "labellers": 0,
             "reason": None}
     if len(item_ids) < 2:
         base["reason"] = ("no item of these runs has two human labels yet (a review queue with overlap ≥ 2 builds it)"
                           if not item_ids else "only one item of these runs has two human labels")
         return base
-    [result] = agreement_human_human(item_ids, version, dimensions=[overall.key], n_resamples=n_resamples)
+    [result] = agreement_human_human(item_ids, version, dimensions=[dimension], n_resamples=n_resamples)
     base.update(n=result.n, n_queries=result.n_queries, estimates=result.estimates,
                 ci={k: list(v) if v else None for k, v in result.ci.items()}, ci_method=result.ci_method,
                 warning=result.warning, alpha_all=result.extra.get("alpha_all_labellers"),
                 labellers=result.extra.get("labellers", 0), reason=result.reason,
-                sources=label_sources(item_ids, overall.key))
+                sources=label_sources(item_ids, dimension))
     return base
 
 

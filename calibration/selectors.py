@@ -199,13 +199,19 @@ def run_paired_with_humans(run: JudgeRun, dimension: str) -> tuple[np.ndarray, n
     return common, j_vals[ia], h_vals[ib], counts[ib]
 
 
-def snapshot_token(run: JudgeRun) -> str:
-    """Changes whenever a stored agreement of `run` would: a human label added or corrected (labels are
-    never updated in place, so the highest id says it all, read from the primary-key index), the gold
-    labellers changed, or the run's judgments changed (a resumed run)."""
+def labels_token() -> str:
+    """Changes whenever the human side of an agreement would: a human label added or corrected (labels
+    are never updated in place, so the highest id says it all, read from the primary-key index) or the
+    gold labellers changed."""
     last_label = HumanLabel.objects.aggregate(last=Max("id"))["last"] or 0
     gold = GoldLabeller.objects.aggregate(n=Count("pk"), last=Max("pk"))
-    return f"{last_label}.{gold['n']}-{gold['last'] or 0}.{run.status}-{run.done_items}-{run.error_items}"
+    return f"{last_label}.{gold['n']}-{gold['last'] or 0}"
+
+
+def snapshot_token(run: JudgeRun) -> str:
+    """Changes whenever a stored agreement of `run` would: the human labels (`labels_token`) or the
+    run's judgments (a resumed run)."""
+    return f"{labels_token()}.{run.status}-{run.done_items}-{run.error_items}"
 
 
 def snapshot_fields(result: DimensionAgreement, token: str) -> dict:

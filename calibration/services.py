@@ -14,6 +14,7 @@ from precedent.services import PrecedentData, precedent_create
 from review.models import HumanLabel
 from review.services import human_label_correct
 from sage.roles import Role, has_role
+from sage.text import nul_problem
 
 from .models import AgreementSnapshot, Disagreement, TriageDecision
 from .selectors import (
@@ -87,6 +88,9 @@ def triage_resolve(*, disagreement: Disagreement, resolution: str, note: str, us
         raise CalibrationError(f"Unknown resolution {resolution!r}.")
     if not note.strip():
         raise CalibrationError("Say why: a note is required for every resolution.")
+    if (problem := nul_problem({"note": note, "clause": clause, "amendment": amendment})) is not None:
+        # PostgreSQL stores no NUL (sage/text.py): a message now, not a DataError half-way through.
+        raise CalibrationError(f"Nothing was changed: {problem} (U+0000), which cannot be stored; remove it.")
     with transaction.atomic():
         locked = Disagreement.objects.select_for_update().select_related(
             "run__judge_version__policy_version__policy", "item__query", "item__document", "judgment").get(pk=disagreement.pk)

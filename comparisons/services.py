@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,12 +268,17 @@ def comparison_refresh(*, comparison_id: int) -> Comparison:
     return comparison
 
 
-def comparison_rankings(comparison: Comparison) -> tuple[dict[int, dict[int, list[int]]], dict[int, str]]:
-    """{variant id: {query id: [item ids in rank order]}} of the compared queries, and query texts.
+def comparison_rankings(comparison: Comparison, *, only_query: int | None = None
+                        ) -> tuple[dict[int, dict[int, list[int]]], dict[int, str]]:
+    """{variant id: {query id: [item ids in rank order]}} of the compared queries, and query texts;
+    `only_query`: that one query's lists alone (a query's page must not read every query's lists).
 
     When a variant's list for a query was imported more than once, the latest import within the
     sample's snapshot is the list compared."""
-    query_ids = set(Item.objects.filter(sample_items__sample=comparison.sample).values_list("query_id", flat=True))
+    sampled = Item.objects.filter(sample_items__sample=comparison.sample)
+    if only_query is not None:
+        sampled = sampled.filter(query_id=only_query)
+    query_ids = set(sampled.values_list("query_id", flat=True))
     entries = ResultEntry.objects.filter(
         id__lte=int(comparison.sample.snapshot.get("max_entry_id", 0)), query_id__in=query_ids,
         variant_id__in=[comparison.control_id, comparison.treatment_id], rank__lte=comparison.k)
@@ -288,14 +293,17 @@ def comparison_rankings(comparison: Comparison) -> tuple[dict[int, dict[int, lis
     return rankings, texts
 
 
-def comparison_grades(comparison: Comparison) -> dict[int, dict[str, int]]:
-    """{item id: labels} the comparison's judge gave the sample's items (ok judgments only)."""
+def comparison_grades(comparison: Comparison, *, items: Iterable[int] | None = None) -> dict[int, dict[str, int]]:
+    """{item id: labels} the comparison's judge gave the sample's items (ok judgments only); `items`:
+    those items' alone."""
     if comparison.judge_run_id is not None:
         qs = Judgment.objects.filter(run_id=comparison.judge_run_id, status=Judgment.Status.OK)
     else:
         # An imported judge: the labels imported for these items under this version, latest first.
         qs = Judgment.objects.filter(judge_version_id=comparison.judge_version_id, status=Judgment.Status.OK,
                                      item__sample_items__sample_id=comparison.sample_id).order_by("item_id", "-id")
+    if items is not None:
+        qs = qs.filter(item_id__in=list(items))
     grades: dict[int, dict[str, int]] = {}
     for item_id, labels in qs.values_list("item_id", "labels"):
         grades.setdefault(item_id, labels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +18,14 @@ from traffic.models import Variant
 from .charts import deltas_spec, history_spec
 from .forms import ComparisonForm, ReviewSliceForm
 from .models import Comparison
-from .selectors import comparisons_for_index, metric_rows, queries_by_delta, query_detail, treatment_history
+from .selectors import (
+    comparisons_for_index,
+    flagged_counts,
+    metric_rows,
+    queries_by_delta,
+    query_detail,
+    treatment_history,
+)
 from .services import (
     ComparisonError,
     QuerySpec,
@@ -25,6 +33,8 @@ from .services import (
     comparison_recompute,
     comparison_review_slice,
 )
+
+QUERIES_PER_PAGE = 100
 
 
 def _require_analyst(request: HttpRequest, what: str) -> None:
@@ -79,9 +89,12 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
     rows = metric_rows(comparison)
     metric = choice_param(request.GET, "metric", comparison.metrics, comparison.metrics[0] if comparison.metrics else "")
     context = {"comparison": comparison, "rows": rows, "metric": metric,
-               "queries": queries_by_delta(comparison, metric) if comparison.results else [],
+               # A page of the query table: 2,000 compared queries rendered at once took seconds.
+               "queries": Paginator(queries_by_delta(comparison, metric) if comparison.results else [],
+                                    QUERIES_PER_PAGE).get_page(request.GET.get("page")),
                "chart": deltas_spec(rows) if rows else None, "can_run": has_role(request.user, Role.ANALYST),
-               "has_ppi": any(r.get("ppi") for r in rows)}
+               "has_ppi": any(r.get("ppi") for r in rows),
+               "flagged": flagged_counts(comparison) if comparison.results else None}
     if context["can_run"] and comparison.results:
         context["slice_form"] = ReviewSliceForm()
     if request.htmx and request.htmx.target == "comparison-status":

@@ -25,20 +25,29 @@ def queues_for(user: AbstractBaseUser) -> QuerySet[ReviewQueue]:
                                        distinct=True)))
 
 
-def queue_progress(*, queue: ReviewQueue, reviewer: AbstractBaseUser | None = None) -> dict[str, Any]:
-    """Labels done against the target (items × overlap), per reviewer, and the viewer's own count."""
-    items = queue.sample.sample_items.count()
+def queue_progress(*, queue: ReviewQueue, reviewer: AbstractBaseUser | None = None,
+                   detail: bool = True) -> dict[str, Any]:
+    """Labels done against the target (items × overlap), per reviewer, and the viewer's own count.
+
+    `detail=False` leaves out the per-reviewer table and the fully labelled items (None): the
+    labelling page shows neither, and the latter groups every done assignment of the queue, once per
+    label submitted (bench/load.py, BENCHMARKS.md "Load: concurrent reviewers")."""
+    items = queue.sample.item_count  # frozen with the sample: no count of its items per page
     target = items * queue.overlap
     done = Assignment.objects.filter(queue=queue, status=Assignment.Status.DONE)
     done_total = done.count()
-    per_reviewer = list(
-        queue.reviewers.annotate(
-            done=Count("assignments", filter=Q(assignments__queue=queue, assignments__status=Assignment.Status.DONE)),
-            skipped=Count("assignments", filter=Q(assignments__queue=queue,
-                                                  assignments__status=Assignment.Status.SKIPPED)),
-        ).order_by("username").values("username", "done", "skipped")
-    )
-    complete = done.values("item_id").annotate(n=Count("id")).filter(n__gte=queue.overlap).count()
+    per_reviewer = None
+    complete = None
+    if detail:
+        per_reviewer = list(
+            queue.reviewers.annotate(
+                done=Count("assignments", filter=Q(assignments__queue=queue,
+                                                   assignments__status=Assignment.Status.DONE)),
+                skipped=Count("assignments", filter=Q(assignments__queue=queue,
+                                                      assignments__status=Assignment.Status.SKIPPED)),
+            ).order_by("username").values("username", "done", "skipped")
+        )
+        complete = done.values("item_id").annotate(n=Count("id")).filter(n__gte=queue.overlap).count()
     mine = done.filter(reviewer=reviewer).count() if reviewer is not None else 0
     return {
         "items": items, "target": target, "done": done_total, "complete_items": complete,

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from policy.models import PolicyVersion
 from sage.roles import Role, has_role
+from sage.text import NUL
 from traffic.models import Item, Sample, SampleItem
 from traffic.rows import ImportRowError, decoded_lines, jsonl_objects, query_hash
 
@@ -146,6 +147,8 @@ def _label_write(*, item_id: int, reviewer: AbstractBaseUser, policy_version: Po
     if problems:
         raise LabelError("; ".join(problems))
     rationale = (rationale or "").strip()
+    if NUL in rationale:  # PostgreSQL stores no NUL (sage/text.py): a message, not a DataError
+        raise LabelError("The rationale contains a NUL byte (U+0000), which cannot be stored; remove it.")
     if len(rationale) > MAX_RATIONALE_CHARS:
         raise LabelError(f"The rationale is {len(rationale):,} characters; the limit is {MAX_RATIONALE_CHARS:,}.")
     if time_spent_ms is not None:

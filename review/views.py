@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -87,9 +88,16 @@ def label_import_view(request: HttpRequest) -> HttpResponse:
     return _index(request, import_form=form, status=400)
 
 
+def _may_read_queue(user: AbstractBaseUser, queue: ReviewQueue) -> bool:
+    """Analysts and admins manage every queue; anyone else reads only the queues they review."""
+    return has_role(user, Role.ANALYST) or queue.reviewers.filter(pk=user.pk).exists()
+
+
 @require_GET
 def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
     queue = get_object_or_404(ReviewQueue.objects.select_related("sample", "policy_version__policy"), pk=pk)
+    if not _may_read_queue(request.user, queue):
+        raise PermissionDenied("You are not a reviewer of this queue.")
     return render(request, "review/queue_detail.html", {
         "queue": queue,
         "progress": queue_progress(queue=queue, reviewer=request.user),
@@ -108,14 +116,19 @@ def _queue_for_reviewer(request: HttpRequest, pk: int) -> ReviewQueue:
 
 
 def _own_assignment(request: HttpRequest, queue: ReviewQueue, assignment_id: int) -> Assignment:
-    return get_object_or_404(
+    assignment = get_object_or_404(
         Assignment.objects.select_related("item__query", "item__document"),
         pk=assignment_id, queue=queue, reviewer=request.user,
     )
+    assignment.queue = queue  # the queue already loaded with its policy version: no second fetch per label
+    return assignment
 
 
 def _render_labeller(request: HttpRequest, queue: ReviewQueue, assignment: Assignment | None, *,
                      error: str = "", posted: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+    if assignment is not None and not Assignment.item.is_cached(assignment):
+        # A fresh hand-out from assignment_next: one query for the item, its query and document, not three.
+        assignment = Assignment.objects.select_related("item__query", "item__document").get(pk=assignment.pk)
     history = list(label_history(item_id=assignment.item_id, reviewer=request.user)) if assignment else []
     latest = history[0] if history else None
     if posted is not None:
@@ -131,7 +144,7 @@ def _render_labeller(request: HttpRequest, queue: ReviewQueue, assignment: Assig
     context = {
         "queue": queue, "assignment": assignment, "dimensions": dimensions, "rationale": current["rationale"],
         "history": history, "error": error,
-        "progress": queue_progress(queue=queue, reviewer=request.user),
+        "progress": queue_progress(queue=queue, reviewer=request.user, detail=False),
         "can_go_back": previous_assignment(queue=queue, reviewer=request.user, before=assignment) is not None,
     }
     template = "review/label.html#labeller" if request.htmx else "review/label.html"
@@ -204,6 +217,8 @@ def queue_labels_export_view(request: HttpRequest, pk: int) -> StreamingHttpResp
     queue = ReviewQueue.objects.select_related("policy_version").filter(pk=pk).first()
     if queue is None:
         raise ApiError(f"No review queue {pk}.", status=404, code="not_found")
+    if not _may_read_queue(request.user, queue):
+        raise ApiError("You are not a reviewer of this queue.", status=403, code="forbidden")
     fmt = "csv" if request.GET.get("format") == "csv" else "jsonl"
     response = StreamingHttpResponse(queue_labels_export(queue, fmt, history=request.GET.get("history") == "1"),
                                      content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson")

@@ -104,6 +104,29 @@ class WorkerProcess:
                 self.proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def _clear_django_cache() -> Iterator[None]:
+    """Each test starts with an empty cache: cached reads (the human ceiling) are keyed by ids, and a
+    rolled-back test's ids come back in the next test on SQLite."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(scope="module")
+def llama():
+    """The packaged small model behind llama-cpp-python's OpenAI-compatible server, one per module
+    (it takes seconds to start); skips where it cannot be built or started."""
+    from judges.testing.llama_server import LlamaServerUnavailable, running_llama_server
+
+    try:
+        with running_llama_server() as server:
+            yield server
+    except LlamaServerUnavailable as exc:
+        pytest.skip(f"llama.cpp server unavailable: {exc}")
+
+
 @pytest.fixture(scope="session")
 def fault_server():
     """A fault-free OpenAI-compatible test server (50 ms latency) shared by the session, also known

@@ -42,6 +42,25 @@ def test_the_drill_down_shows_both_lists_with_grades_and_moves(client):
     assert client.get(f"/comparisons/{comparison.pk}/queries/999999/").status_code == 404
 
 
+def test_the_query_table_is_paged_and_the_drill_down_reads_one_query(client, monkeypatch):
+    from comparisons import views
+
+    monkeypatch.setattr(views, "QUERIES_PER_PAGE", 3)
+    comparison, analyst = _done()
+    client.force_login(analyst)
+    first = client.get(comparison.get_absolute_url()).content.decode()
+    assert first.count('class="query-link"') == 3 and "Queries 1–3 of 8" in first and "page=2#queries" in first
+    last = client.get(comparison.get_absolute_url() + "?metric=ndcg@3&page=3").content.decode()
+    assert last.count('class="query-link"') == 2 and "Queries 7–8 of 8" in last
+
+    from comparisons.services import comparison_rankings
+    query_id = comparison.results["per_query"][0]["query_id"]
+    one, _texts = comparison_rankings(comparison, only_query=query_id)
+    every, _texts = comparison_rankings(comparison)
+    assert {q for lists in one.values() for q in lists} == {query_id}
+    assert all(one[v][query_id] == every[v][query_id] for v in one)
+
+
 def test_an_analyst_starts_a_comparison_from_the_form(client):
     comparison, analyst = _done()
     client.force_login(analyst)
