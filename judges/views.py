@@ -78,6 +78,8 @@ def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "runs": JudgeRun.objects.filter(judge_version__judge=judge).select_related("sample", "judge_version")[:30],
         "can_run": has_role(request.user, Role.ANALYST),
         "import_form": _import_form(judge) if latest and not latest.spec.has_model else None,
+        # Only a version that prompts a model can be talked into a label; the section says so otherwise.
+        "injection_checkable": any(v.spec.prompt_based and v.spec.has_model for v in versions),
     })
 
 

@@ -144,3 +144,13 @@ def test_the_command_checks_passages_from_a_file(endpoint, tmp_path, capsys):
     check = InjectionCheck.objects.get()
     assert check.n == 5 and check.source == "file pairs.jsonl" and "long" not in {r["query"] for r in check.results}
     assert f"{check.summary}" in out and "detector flagged 0 of 5 clean passages and 5 injected" in out
+
+
+def test_a_judge_that_prompts_no_model_says_why_it_has_no_injection_check(client):
+    from tests.comparisons.helpers import comparison_traffic, imported_judge
+
+    surface = comparison_traffic(slug="inj-imported", queries=2, depth=2)
+    judge, analyst = imported_judge(surface, grade=lambda v, q, r: 3 - r, queries=2, depth=2)
+    client.force_login(analyst)
+    html = client.get(reverse("judges:detail", args=[judge.judge_id])).content.decode()
+    assert 'id="injection-not-checkable"' in html and "Run injection check" not in html
