@@ -533,7 +533,12 @@ def sage_import(*, path: Path, files: bool = False, alias: str = "default",
                     raise BackupError(f"a reference does not hold: {exc}") from None
                 _reset_sequences(model_list, alias)
             if staged is not None:
-                report.files_restored = _place_files(staged, report.files_expected)
+                try:
+                    report.files_restored = _place_files(staged, report.files_expected)
+                except OSError as exc:
+                    # After the commit: the records are in, so "nothing imported" would be false.
+                    raise FilesNotPlaced(f"the records are imported, but placing the student files failed ({exc}); "
+                                         "copy students/ from the old host by hand") from None
         finally:
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
@@ -679,6 +684,10 @@ def _stage_files(path: Path, expected: list[dict[str, Any]]) -> Path:
     return staged
 
 
+class FilesNotPlaced(BackupError):
+    """The database import committed; only the student files could not be put in place."""
+
+
 def _place_files(staged: Path, expected: list[dict[str, Any]]) -> int:
     data_dir = Path(settings.DATA_DIR)
     for entry in expected:
@@ -694,5 +703,5 @@ def backup_lines(path: Path) -> Iterator[bytes]:
         yield from stream
 
 
-__all__ = ["BackupError", "EXCLUDED", "GOVERNED", "backup_lines", "exported_models", "migration_state",
+__all__ = ["BackupError", "EXCLUDED", "FilesNotPlaced", "GOVERNED", "backup_lines", "exported_models", "migration_state",
            "read_header", "sage_export", "sage_import", "unclassified_models"]

@@ -101,4 +101,6 @@ def _queued_messages(channel, queue: str) -> Iterable[bytes | str]:
             except OSError:
                 continue  # taken by a worker meanwhile
         return
+    # Settings accept only Redis and the filesystem broker; another transport is "cannot say" (None)
+    # through waiting_tasks' except, and the sweep goes on without the backlog check.
     raise NotImplementedError(f"cannot read the messages of a {type(channel).__module__} broker")

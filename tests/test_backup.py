@@ -310,3 +310,15 @@ def test_export_and_import_commit_for_real(tmp_path):
     call_command("sage_export", str(second), verbosity=0)
     assert _records(first) == _records(second) and PolicyVersion.objects.count() == 1
 
+
+
+def test_student_files_that_cannot_be_placed_after_the_commit_are_not_called_nothing_imported(tmp_path):
+    from sage.backup import FilesNotPlaced
+    from sage.management.commands._progress import with_progress
+
+    def committed_then_failed(**_kwargs):
+        raise FilesNotPlaced("the records are imported, but placing the student files failed (disk full)")
+
+    with pytest.raises(CommandError) as refused:
+        with_progress(committed_then_failed, path=tmp_path / "b.jsonl", verbosity=0, failure="Nothing imported: ")
+    assert str(refused.value).startswith("the records are imported") and "Nothing imported" not in str(refused.value)
