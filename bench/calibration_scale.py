@@ -16,10 +16,11 @@ Migrates, builds the synthetic set with `manage.py calibration_synthetic` (or re
       judge's labels) built through the services inside the same database, then its detail page and a
       query page warm, median of --pages (the judgments table holds the big run's rows too);
   (e) with --write-rows N: bulk judgment writes into the big table through the product's path
-      (`Judgment.objects.bulk_create` as a judge chunk flushes it: FLUSH_EVERY rows per statement,
-      ignore_conflicts, autocommit), then batch 1,000 in one transaction (the import path), the same
-      without the table's secondary indexes and with a BRIN index on created_at added (both rolled
-      back): rows/s, median of --write-repeat;
+      (`sage.bulk.insert_ignoring_conflicts`, COPY into a staging table and one INSERT … ON CONFLICT
+      DO NOTHING) as a judge chunk flushes (FLUSH_EVERY rows per call, autocommit) and as the label
+      import writes (10,000 per call, one transaction), beside the `bulk_create(ignore_conflicts)`
+      they replaced; the import path without the table's secondary indexes and with a BRIN index on
+      created_at added (both rolled back): rows/s, median of --write-repeat;
   (f) sizes: the judgments table, each of its indexes, the database.
 Prints markdown tables and the load average before and after (the machine may be shared).
 
@@ -85,7 +86,6 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
-    from django.test import Client
 
     if connection.vendor != "postgresql":
         sys.exit("needs PostgreSQL: run under ./run bench or set DATABASE_URL=postgres://…")
@@ -253,7 +253,9 @@ def comparison_pages(args: argparse.Namespace, big_run) -> None:
     for label, url in ((f"comparison page `/comparisons/{comparison.pk}/`", f"/comparisons/{comparison.pk}/"),
                        ("query page `/comparisons/<id>/queries/<q>/`",
                         f"/comparisons/{comparison.pk}/queries/{query_id}/")):
+        first = time.perf_counter()
         status = client.get(url).status_code  # the first view: caches and the template load
+        rows_out.append((f"{label} first view (this process's caches empty)", [time.perf_counter() - first]))
         times = timed(lambda: client.get(url), args.pages)[0] if status == 200 else []
         rows_out.append((f"{label} warm (HTTP {status})", times))
     print(f"\n## Comparison pages next to {big_run.total_items:,} judgments — comparison {comparison.pk} "
@@ -270,6 +272,7 @@ def write_rates(args: argparse.Namespace, big_run) -> None:
 
     from judges.models import Judgment, JudgeRun
     from judges.services import FLUSH_EVERY, _cache_key
+    from sage.bulk import insert_ignoring_conflicts
     from traffic.models import Item
 
     jv = big_run.judge_version
@@ -315,7 +318,11 @@ def write_rates(args: argparse.Namespace, big_run) -> None:
         except (OSError, ValueError, IndexError):
             return 0.0
 
-    def measure(batch: int, *, one_transaction: bool, ddl: list[str] | None = None) -> tuple[float, float]:
+    def bulk_create(rows: list[Judgment]) -> None:
+        Judgment.objects.bulk_create(rows, ignore_conflicts=True)
+
+    def measure(batch: int, *, one_transaction: bool, ddl: list[str] | None = None,
+                write=insert_ignoring_conflicts) -> tuple[float, float]:
         """(rows/s of wall time, rows per CPU second of client + server process)."""
         run = new_run()
         rows = judgments(run)
@@ -327,7 +334,7 @@ def write_rates(args: argparse.Namespace, big_run) -> None:
                         cur.execute(statement)
                 for start in range(0, len(rows), batch):
                     t, c = time.perf_counter(), time.process_time() + backend_cpu()
-                    Judgment.objects.bulk_create(rows[start:start + batch], ignore_conflicts=True)
+                    write(rows[start:start + batch])
                     elapsed += time.perf_counter() - t
                     cpu += time.process_time() + backend_cpu() - c
                 if ddl is not None:
@@ -340,19 +347,25 @@ def write_rates(args: argparse.Namespace, big_run) -> None:
 
     dropped = secondary_indexes()
     cases = [
-        (f"product path: batches of FLUSH_EVERY={FLUSH_EVERY}, ignore_conflicts, autocommit (a judge chunk's flush)",
-         dict(batch=FLUSH_EVERY, one_transaction=False)),
-        ("batches of 1,000, autocommit", dict(batch=1000, one_transaction=False)),
-        ("batches of 1,000 in one transaction (the import path)", dict(batch=1000, one_transaction=True)),
+        (f"before: `bulk_create(ignore_conflicts=True)`, batches of FLUSH_EVERY={FLUSH_EVERY}, autocommit "
+         "(a judge chunk's flush until 2026-12-07)", dict(batch=FLUSH_EVERY, one_transaction=False, write=bulk_create)),
+        (f"product path: `insert_ignoring_conflicts` (COPY → staging → INSERT … ON CONFLICT DO NOTHING), batches "
+         f"of FLUSH_EVERY={FLUSH_EVERY}, autocommit (a judge chunk's flush)", dict(batch=FLUSH_EVERY, one_transaction=False)),
+        ("before: `bulk_create`, batches of 1,000 in one transaction (the label import until 2026-12-07)",
+         dict(batch=1000, one_transaction=True, write=bulk_create)),
+        ("product path: `insert_ignoring_conflicts`, batches of 1,000, autocommit",
+         dict(batch=1000, one_transaction=False)),
+        ("product path: `insert_ignoring_conflicts`, 10,000 per call in one transaction (the label import)",
+         dict(batch=10_000, one_transaction=True)),
         (f"same, without the {len(dropped)} secondary indexes ({', '.join(dropped)}; rolled back)",
-         dict(batch=1000, one_transaction=True, ddl=[f'DROP INDEX "{name}"' for name in dropped])),
+         dict(batch=10_000, one_transaction=True, ddl=[f'DROP INDEX "{name}"' for name in dropped])),
         ("same, all indexes + BRIN on created_at (rolled back)",
-         dict(batch=1000, one_transaction=True, ddl=["CREATE INDEX judgment_created_brin ON judges_judgment "
-                                                     "USING brin (created_at)"])),
+         dict(batch=10_000, one_transaction=True, ddl=["CREATE INDEX judgment_created_brin ON judges_judgment "
+                                                       "USING brin (created_at)"])),
     ]
     print(f"\n## Bulk judgment writes into the {big_run.total_items:,}-judgment table — {len(items):,} rows per "
           f"measurement, median of {args.write_repeat}\n")
-    print("rows/s = rows / wall time of the bulk_create calls; rows per CPU s = rows / (this process's CPU + its "
+    print("rows/s = rows / wall time of the write calls; rows per CPU s = rows / (this process's CPU + its "
           "PostgreSQL backend's CPU) over the same calls: about what one idle core pair would do, since the two "
           "take turns.\n")
     print("| write path | rows/s (median) | rows per CPU s (median) | runs (rows/s) |")

@@ -191,7 +191,8 @@ class Judgment(models.Model):
         OK = "ok", "OK"
         ERROR = "error", "Error"
 
-    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="judgments")
+    # No index of its own: the unique (run, item) and the (run, status) index both lead with run.
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="judgments", db_index=False)
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="judgments")
     status = models.CharField(max_length=5, choices=Status.choices)
     labels = models.JSONField(null=True, blank=True)
@@ -213,7 +214,7 @@ class Judgment(models.Model):
     precedent_set = models.ForeignKey(PrecedentSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     precedent_ids = models.JSONField(default=list, blank=True, help_text="the precedents the prompt showed, in order")
     item_hash = models.CharField(max_length=64)
-    cache_key = models.CharField(max_length=64, db_index=True)
+    cache_key = models.CharField(max_length=64)  # indexed in Meta: by equality only, no LIKE twin
     cached_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Audit pinning: the hash of the model files that made the labels (a student's manifest
     # model_hash); empty for backends whose model we cannot pin (a remote LLM, imported labels).
@@ -230,7 +231,9 @@ class Judgment(models.Model):
                 name="judgment_labels_iff_ok",
             ),
         ]
-        indexes = [models.Index(fields=["run", "status"])]
+        # `db_index=True` on a CharField gives PostgreSQL a second, varchar_pattern_ops index for LIKE
+        # (as large as the first: 1.2 GiB per 10M judgments); the cache is only looked up by equality.
+        indexes = [models.Index(fields=["run", "status"]), models.Index(fields=["cache_key"], name="judgment_cache_key")]
 
     def __str__(self) -> str:
         return f"judgment {self.pk} ({self.status})"

@@ -39,9 +39,10 @@ from policy.models import PolicyVersion
 from precedent.models import Precedent, PrecedentSet
 from precedent.selection import SelectionQuery, precedents_select_many
 from precedent.services import precedent_set_preview, precedent_set_snapshot
+from sage.bulk import insert_ignoring_conflicts
 from sage.jsonl import jsonl_rows
 from sage.roles import Role, has_role
-from traffic.models import Item, Sample
+from traffic.models import Item, Sample, SampleItem
 
 from .core.backends import BACKENDS, BackendSpec, backend_spec, get_backend
 from .core.engine import run_requests_sync
@@ -456,10 +457,20 @@ def judge_run_queue(*, run_id: int) -> str:
 
 
 def _pending_item_ids(run: JudgeRun, among: Iterable[int] | None = None) -> list[int]:
-    qs = Item.objects.filter(sample_items__sample_id=run.sample_id).exclude(judgments__run=run)
-    if among is not None:
-        qs = qs.filter(pk__in=list(among))
-    return list(qs.order_by("sample_items__position").values_list("pk", flat=True))
+    """The run's sample items (of `among`, a chunk's, when given) with no judgment in the run yet,
+    in sample order."""
+    if among is None:
+        qs = Item.objects.filter(sample_items__sample_id=run.sample_id).exclude(judgments__run=run)
+        return list(qs.order_by("sample_items__position").values_list("pk", flat=True))
+    # A chunk: two lookups by the unique (sample, item) and (run, item) indexes. As one anti-join
+    # the planner, with no statistics yet for a freshly drawn sample, looped over the run's
+    # judgments per item: 0.2-0.35 s before a 1,280-item chunk's first request (BENCHMARKS.md
+    # "Full path"), more on a larger run.
+    among = list(among)
+    judged = set(Judgment.objects.filter(run=run, item_id__in=among).values_list("item_id", flat=True))
+    ordered = (SampleItem.objects.filter(sample_id=run.sample_id, item_id__in=among).order_by("position")
+               .values_list("item_id", flat=True))
+    return [item_id for item_id in ordered if item_id not in judged]
 
 
 def judge_run_execute(*, run_id: int) -> int:
@@ -527,7 +538,7 @@ def _copy_cached(run: JudgeRun, items: dict[int, Item], keys: dict[int, str]) ->
                                       cached_from__isnull=True).exclude(run=run).order_by("id")):
         hits.setdefault(j.cache_key, j)
     reused = {item_id for item_id, key in keys.items() if key in hits}
-    Judgment.objects.bulk_create([
+    insert_ignoring_conflicts([
         Judgment(run=run, item=items[item_id], status=Judgment.Status.OK, labels=src.labels, rationale=src.rationale,
                  prompt=src.prompt, raw_response=src.raw_response, tokens_in=0, tokens_out=0, cost=Decimal(0),
                  latency_ms=0, attempts=0, judge_version=run.judge_version,
@@ -535,7 +546,7 @@ def _copy_cached(run: JudgeRun, items: dict[int, Item], keys: dict[int, str]) ->
                  precedent_set=run.precedent_set, precedent_ids=src.precedent_ids, item_hash=src.item_hash,
                  cache_key=keys[item_id], cached_from=src, model_hash=src.model_hash)
         for item_id, src in ((i, hits[keys[i]]) for i in sorted(reused))
-    ], ignore_conflicts=True)
+    ])
     return reused
 
 
@@ -647,7 +658,7 @@ def _judge_with_backend(run: JudgeRun, item_ids: list[int]) -> int:
 
     def flush() -> None:
         if buffer:
-            Judgment.objects.bulk_create(buffer, ignore_conflicts=True)
+            insert_ignoring_conflicts(buffer)  # COPY on PostgreSQL: the least CPU the engine's thread waits on
             buffer.clear()
         last["flush"] = time.monotonic()
         # Keep the progress bar moving with slow models too, without an aggregate per outcome. The
@@ -918,12 +929,12 @@ def judge_run_import(*, version: JudgeVersion, sample: Sample, stream: IO[bytes]
         run = JudgeRun.objects.create(judge_version=version, sample=sample, status=JudgeRun.Status.RUNNING,
                                       total_items=len(items), created_by=user, started_at=now)
         hashes = {i.pk: i.hash for i in items.values()}
-        Judgment.objects.bulk_create([
+        insert_ignoring_conflicts([
             Judgment(run=run, item_id=item_id, status=Judgment.Status.OK, labels=labels, rationale=rationale,
                      judge_version=version, policy_version_id=version.policy_version_id,
                      rubric_hash=version.policy_version.rubric_hash, item_hash=hashes[item_id],
                      cache_key=_cache_key(version, None, hashes[item_id]), raw_response=json.dumps({"labels": labels}))
             for item_id, (labels, rationale) in found.items()
-        ], batch_size=1000)
+        ])
         run = judge_run_refresh(run_id=run.pk)
     return LabelImportReport(rows=count, errors=[], run=run, skipped=skipped)

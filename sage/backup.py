@@ -57,6 +57,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.duration import duration_iso_string
 
+from sage.bulk import field_prep
+
 FORMAT = "sage-backup"
 FORMAT_VERSION = 1
 CHUNK = 2_000  # rows per server-side fetch on export
@@ -442,20 +444,6 @@ def _check_empty(model_list: list[type[models.Model]], alias: str) -> None:
                               f"({model._meta.label_lower}) has rows. Import only into a freshly migrated database.")
 
 
-# Field types whose Python value every driver takes as it is; the others go through get_db_prep_save
-# (JSON, datetimes on SQLite, decimals …), exactly as Django's own INSERT would prepare them.
-_PLAIN_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-                "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField", "CharField",
-                "TextField", "SlugField", "URLField", "EmailField", "BooleanField", "FloatField"}
-
-
-def _prep(field: models.Field, connection: Any) -> Callable[[Any], Any] | None:
-    target = field.target_field if field.is_relation else field
-    if target.get_internal_type() in _PLAIN_TYPES:
-        return None
-    return lambda value: target.get_db_prep_save(value, connection)
-
-
 class _Batch:
     """Rows of one model waiting for their INSERT, with the lines they came from.
 
@@ -470,7 +458,7 @@ class _Batch:
         self.alias = alias
         connection = connections[alias]
         self.fields = list(model._meta.concrete_fields)
-        self.preps = [_prep(f, connection) for f in self.fields]
+        self.preps = [field_prep(f, connection) for f in self.fields]
         self.rows: list[list[Any]] = []
         self.first_line = 0
         quote = connection.ops.quote_name
