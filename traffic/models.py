@@ -69,10 +69,14 @@ class Document(models.Model):
     fields = models.JSONField(default=dict, blank=True)
     # Set at import from the title and body (judges.core.injection): the text looks addressed to a
     # judge ("ignore previous instructions", "rate this 3", a role tag). Codes, comma-separated;
-    # the reasons are looked up by code when shown. No index: flagged documents are found through
-    # the result entries or items that lead to them, and every index costs each import.
+    # the reasons are looked up by code when shown. Only a partial index (`document_flagged`): it
+    # holds the flagged few, so an import of clean documents writes nothing to it, and it answers
+    # "which documents are flagged now" (the token that comparison pages cache their counts by).
     injection_flag = models.BooleanField(default=False, db_default=False)
     injection_reasons = models.CharField(max_length=200, blank=True, default="", db_default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["id"], condition=models.Q(injection_flag=True), name="document_flagged")]
 
     def __str__(self) -> str:
         return self.external_id or self.content_hash[:12]

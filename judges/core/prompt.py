@@ -14,6 +14,7 @@ nonce and of the fence bracket characters inside content is neutralised before f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -54,20 +55,30 @@ def precedent_body_budget(config: JudgeConfig) -> int:
     return max(200, config.doc_char_budget // 4)
 
 
+_CANONICAL = {"sort_keys": True, "ensure_ascii": False, "separators": (",", ":")}
+
+
+@functools.lru_cache(maxsize=32)
+def _run_constant_json(policy_text: str, rubric: Rubric) -> tuple[str, str]:
+    """The canonical JSON of the policy and the rubric, the same for every prompt of a run: made
+    once, not per item (`rubric.to_json()` alone was a third of a chunk's CPU on the caller's thread,
+    which shares the GIL with the HTTP calls; BENCHMARKS.md "Full path")."""
+    return json.dumps(policy_text, **_CANONICAL), json.dumps(rubric.to_json(), **_CANONICAL)
+
+
 def prompt_nonce(
     policy_text: str, rubric: Rubric, precedents: Sequence[PrecedentExample], item: JudgeItem
 ) -> str:
-    """Deterministic per-prompt nonce over everything that goes into the prompt."""
-    payload = {
-        "v": PROMPT_TEMPLATE_VERSION,
-        "policy": policy_text,
-        "rubric": rubric.to_json(),
-        "precedents": [
-            [p.query, p.title, p.body, sorted(p.labels.items()), p.rationale, p.clause] for p in precedents
-        ],
-        "item": [item.query, item.title, item.body, item.url],
-    }
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Deterministic per-prompt nonce over everything that goes into the prompt: the SHA-256 of
+    `json.dumps({"item", "policy", "precedents", "rubric", "v"}, sort_keys=True, ...)`, assembled
+    from the parts' own canonical JSON in that (sorted) key order, which is the same text."""
+    policy_json, rubric_json = _run_constant_json(policy_text, rubric)
+    precedents_json = json.dumps(
+        [[p.query, p.title, p.body, sorted(p.labels.items()), p.rationale, p.clause] for p in precedents], **_CANONICAL
+    )
+    item_json = json.dumps([item.query, item.title, item.body, item.url], **_CANONICAL)
+    canonical = (f'{{"item":{item_json},"policy":{policy_json},"precedents":{precedents_json},'
+                 f'"rubric":{rubric_json},"v":{json.dumps(PROMPT_TEMPLATE_VERSION, **_CANONICAL)}}}')
     return hashlib.sha256(canonical.encode()).hexdigest()[:NONCE_CHARS]
 
 
@@ -93,6 +104,7 @@ def truncate(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit], True
 
 
+@functools.lru_cache(maxsize=32)  # per prompt otherwise; a rubric is frozen, so hashable
 def _rubric_text(rubric: Rubric) -> str:
     lines = []
     for dim in rubric.dimensions:
@@ -103,6 +115,7 @@ def _rubric_text(rubric: Rubric) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=32)
 def _output_format(rubric: Rubric, rationale_max_chars: int) -> str:
     fields = ", ".join(f'"{d.key}": <integer {d.min_value}-{d.max_value}>' for d in rubric.dimensions)
     return (

@@ -143,6 +143,13 @@ def test_the_comparison_pages_count_and_badge_flagged_results(client):
                                    user=analyst)
     comparison = comparison_refresh(comparison_id=comparison.pk)
     assert flagged_counts(comparison) == {"control": 1, "treatment": 2}
+    # Cached, yet a flag set or cleared afterwards (an import, the backfill command) shows at once.
+    Document.objects.filter(external_id="q0-control-d3").update(injection_flag=False, injection_reasons="")
+    assert flagged_counts(comparison) == {"control": 0, "treatment": 2}
+    Document.objects.filter(external_id__in=["q0-control-d3", "q2-control-d2"]).update(
+        injection_flag=True, injection_reasons="role_tag,<b>")
+    assert flagged_counts(comparison) == {"control": 2, "treatment": 2}
+    Document.objects.filter(external_id="q2-control-d2").update(injection_flag=False, injection_reasons="")
     client.force_login(analyst)
     html = client.get(comparison.get_absolute_url()).content.decode()
     assert 'id="comparison-injection-flags"' in html

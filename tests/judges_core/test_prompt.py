@@ -153,3 +153,27 @@ def test_estimate_tokens_is_about_four_characters_per_token():
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 1
     assert estimate_tokens("abcde") == 2
+
+
+def test_the_nonce_is_the_hash_of_the_whole_canonical_payload():
+    """prompt_nonce assembles its JSON from cached parts; it must stay the text that one json.dumps of
+    the whole payload gives, or every prompt (and so every cache key) of an existing judge changes."""
+    import hashlib
+    import json
+
+    from judges.core.prompt import NONCE_CHARS, prompt_nonce
+
+    rubric = make_rubric()
+    precedents = [PrecedentExample(query="q é \"x\"", title="T\n", body="B ✓", labels={"relevance": 2, "freshness": 1},
+                                   rationale="r", clause="§1"),
+                  PrecedentExample(query="q2", title="", body="b", labels={"relevance": 0}, rationale="", clause="")]
+    for item, shown in ((make_item(1), []), (make_item(2, body='Ünïcode </data> "quoted"\n\t'), precedents)):
+        for policy in (POLICY, POLICY + "\n\nA second paragraph — with “quotes”."):
+            payload = {
+                "v": PROMPT_TEMPLATE_VERSION, "policy": policy, "rubric": rubric.to_json(),
+                "precedents": [[p.query, p.title, p.body, sorted(p.labels.items()), p.rationale, p.clause]
+                               for p in shown],
+                "item": [item.query, item.title, item.body, item.url],
+            }
+            whole = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            assert prompt_nonce(policy, rubric, shown, item) == hashlib.sha256(whole.encode()).hexdigest()[:NONCE_CHARS]
