@@ -116,8 +116,14 @@ def _throughput(n_per_level: dict[int, int], base_url: str, runs: int) -> None:
     import statistics
 
     setup_django(fault_env(base_url))
+    import sage.celery
     from judges.models import JudgeRun
     from judges.services import judge_create, judge_run_chunk
+
+    # As a worker process does once it is set up (the --code tree's own, if it has it).
+    freeze = getattr(sage.celery, "freeze_startup_objects", None)
+    if freeze is not None:
+        freeze()
 
     print(f"code: {CODE}")
     print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | caller CPU ms/judgment "

@@ -38,3 +38,20 @@ def test_the_task_is_queued_only_after_commit(django_capture_on_commit_callbacks
         ping = worker_ping_request()
         assert sent == []
     assert sent == [ping.pk]
+
+
+def test_a_worker_process_freezes_its_startup_objects():
+    """A set-up worker moves its startup objects out of the collector's reach (sage.celery), so a
+    full collection does not walk them mid-chunk; both worker signals do it."""
+    import gc
+
+    from celery.signals import worker_process_init, worker_ready
+
+    for signal in (worker_process_init, worker_ready):
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        signal.send(sender=None)
+        try:
+            assert gc.get_freeze_count() > 10_000
+        finally:
+            gc.unfreeze()

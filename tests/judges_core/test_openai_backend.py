@@ -233,3 +233,44 @@ def test_the_registry_imports_provider_sdks_lazily():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert result.stdout.strip() == "False"
+
+
+def test_no_request_asks_the_sdk_for_a_uuid4(monkeypatch):
+    """The SDK makes an idempotency key with uuid4() for every POST that has none (os.urandom, a
+    system call that gives the GIL to the caller's thread mid-request); the backend names its own,
+    so a chunk of requests never reaches uuid4. The OpenAI client sends no such header either way."""
+    import openai._base_client as base_client
+
+    def no_uuid4(self):
+        raise AssertionError("the SDK made a uuid4 key for a request")
+
+    monkeypatch.setattr(base_client.BaseClient, "_idempotency_key", no_uuid4)
+    with running_fault_server() as server:
+        outcomes = judge_all(server.base_url, n=5, concurrency=2)
+    assert [o.ok for o in outcomes] == [True] * 5, [o.error_message for o in outcomes]
+
+
+def test_clients_share_one_tls_context_that_still_verifies(monkeypatch):
+    """A client is made per chunk; the CA bundle is loaded once per process, not per client, and the
+    shared context verifies certificates and host names like the SDK's default."""
+    import asyncio
+    import ssl
+
+    from judges.core import openai_backend
+
+    context = openai_backend._ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0
+
+    def no_new_context(*args, **kwargs):
+        raise AssertionError("a client loaded the CA bundle again")
+
+    monkeypatch.setattr(ssl, "create_default_context", no_new_context)
+
+    async def two_clients():
+        for _ in range(2):
+            backend = OpenAIBackend("https://models.example.invalid/v1")
+            await backend.warm()
+            await backend.aclose()
+
+    asyncio.run(two_clients())
