@@ -230,6 +230,7 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     "sage.login_throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "sage.roles.AdminRolePermissionBackend",  # the admin role's rights on Django's admin site
 ]
 AXES_FAILURE_LIMIT = env.int("SAGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env.int("SAGE_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours, as axes reads a float

@@ -301,7 +301,14 @@ def test_the_admin_site_is_for_admins_only(people):
                     (reverse("admin:login") + "?next=", reverse("login") + "?next="))):
                 failures.append(f"GET {url} as {role}: {response.status_code}, not sent to a login page")
     assert not failures, "\n".join(failures)
-    assert _client(users, "admin").get(reverse("admin:index")).status_code == 200
+    # The admin role (not a superuser) manages the site: every model's list, users included.
+    admin = _client(users, "admin")
+    index = admin.get(reverse("admin:index"))
+    assert index.status_code == 200 and "permission to view or edit anything" not in index.content.decode()
+    refused = [f"GET {url}: {status}" for url in urls if url.endswith("/") and "/add/" not in url and "autocomplete" not in url
+               for status in [admin.get(url).status_code] if status != 200]
+    assert not refused, "\n".join(refused)
+    assert admin.get(reverse("admin:auth_user_add")).status_code == 200
 
 
 # --- the CI API: scoped tokens, not sessions --------------------------------------------------------
