@@ -33,9 +33,7 @@ from psycopg import errors as psycopg_errors
 PLAIN_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
                "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField", "CharField",
                "TextField", "SlugField", "URLField", "EmailField", "BooleanField", "FloatField"}
-
-
-AUTO_TYPES = {"AutoField", "BigAutoField", "SmallAutoField"}
+AUTO_TYPES = {"AutoField", "BigAutoField", "SmallAutoField"}  # numbered by the table: never copied
 
 
 def prep_target(field: models.Field) -> models.Field | None:
