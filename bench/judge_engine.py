@@ -3,8 +3,8 @@
     .venv/bin/python bench/judge_engine.py [--latency-ms 200] [--waves 20]
 
 The fault server runs in its own process so the client under test has the interpreter to itself.
-Throughput is judgments/s through the real OpenAI client, the engine and parsing; the ideal is
-concurrency / latency. Overhead is the median wall time of building a prompt + request and parsing
+Throughput is judgments/s through the endpoint client (--client direct|sdk), the engine and
+parsing; the ideal is concurrency / latency. Overhead is the median wall time of building a prompt + request and parsing
 an answer (what we add per judgment besides the HTTP call), and the client process's CPU time per
 judgment at each concurrency (HTTP client, engine, parse), which bounds throughput on a small box.
 """
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from judges.core.engine import run_requests_sync  # noqa: E402
-from judges.core.openai_backend import OpenAIBackend  # noqa: E402
+from judges.core.openai_backend import CLIENTS, OpenAIBackend  # noqa: E402
 from judges.core.prompt import build_request  # noqa: E402
 from judges.core.schema import parse_judgment  # noqa: E402
 from judges.core.types import JudgeConfig, JudgeItem, PrecedentExample  # noqa: E402
@@ -73,7 +73,8 @@ def process_cpu_s(pid: int) -> float:
         return float("nan")
 
 
-def throughput(base_url: str, concurrency: int, n: int, latency_s: float, server_pid: int) -> dict[str, float]:
+def throughput(base_url: str, concurrency: int, n: int, latency_s: float, server_pid: int,
+               client: str) -> dict[str, float]:
     config = JudgeConfig(model="fault-model", temperature=0, max_tokens=200, concurrency=concurrency,
                          timeout_s=30)
     requests = [build_request(POLICY, RUBRIC, PRECEDENTS, item(i), config) for i in range(n)]
@@ -85,7 +86,7 @@ def throughput(base_url: str, concurrency: int, n: int, latency_s: float, server
 
     server0 = process_cpu_s(server_pid)
     cpu0, t0 = time.process_time(), time.perf_counter()
-    run_requests_sync(OpenAIBackend(base_url), requests, config, on_outcome=on_outcome)
+    run_requests_sync(OpenAIBackend(base_url, client=client), requests, config, on_outcome=on_outcome)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     server_cpu = process_cpu_s(server_pid) - server0
     errors = sum(not o.ok for o in outcomes)
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--waves", type=int, default=40, help="items per run = concurrency x waves")
     parser.add_argument("--overhead-samples", type=int, default=2000)
+    parser.add_argument("--client", choices=CLIENTS, default=CLIENTS[0], help="the endpoint client under test")
     args = parser.parse_args()
     latency_s = args.latency_ms / 1000
     # Other work on a small machine shows up directly in the figures; say how busy it was.
@@ -131,7 +133,7 @@ def main() -> None:
 
     proc, base_url = start_server(args.latency_ms)
     try:
-        rows = [throughput(base_url, c, c * args.waves, latency_s, proc.pid) for c in (1, 16, 64)]
+        rows = [throughput(base_url, c, c * args.waves, latency_s, proc.pid, args.client) for c in (1, 16, 64)]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -140,7 +142,7 @@ def main() -> None:
     load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average before the run {load_before}, after {load}; fault server at {args.latency_ms:g} ms "
-          f"latency, 0 faults, in a separate process\n")
+          f"latency, 0 faults, in a separate process; client {args.client}\n")
     print("| concurrency | items | seconds | judgments/s | ideal/s | % of ideal | steady-state % of ideal "
           "| first answer ms | p50 ms | p95 ms | client CPU ms/judgment | server CPU ms/judgment |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

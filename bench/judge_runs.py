@@ -43,9 +43,17 @@ def free_port() -> int:
 def setup_django(extra_env: dict[str, str]) -> None:
     os.environ.update(extra_env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sage.settings")
+    # Celery's Django fix-up puts the working directory first on sys.path while Django sets up, ahead
+    # of --code: run from the code's own directory, or every "other" tree is silently this one.
+    os.chdir(CODE)
     import django
 
     django.setup()
+    import judges
+
+    loaded = Path(judges.__file__).resolve().parent.parent
+    if loaded != CODE.resolve():
+        raise SystemExit(f"the judge code loaded from {loaded}, not from {CODE}")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -104,19 +112,20 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def throughput(n_per_level: dict[int, int], runs: int = 1) -> None:
+def throughput(n_per_level: dict[int, int], runs: int = 1, clients: tuple[str, ...] = ("direct",)) -> None:
     server_proc, base_url = start_fault_server()
     try:
-        _throughput(n_per_level, base_url, runs)
+        _throughput(n_per_level, base_url, runs, clients)
     finally:
         server_proc.terminate()
 
 
-def _throughput(n_per_level: dict[int, int], base_url: str, runs: int) -> None:
+def _throughput(n_per_level: dict[int, int], base_url: str, runs: int, clients: tuple[str, ...]) -> None:
     import statistics
 
     setup_django(fault_env(base_url))
     import sage.celery
+    from django.conf import settings
     from judges.models import JudgeRun
     from judges.services import judge_create, judge_run_chunk
 
@@ -126,35 +135,45 @@ def _throughput(n_per_level: dict[int, int], base_url: str, runs: int) -> None:
         freeze()
 
     print(f"code: {CODE}")
-    print("| concurrency | items | wall s | judgments/s | ideal/s | % of ideal | caller CPU ms/judgment "
+    print("| client | concurrency | items | wall s | judgments/s | ideal/s | % of ideal | caller CPU ms/judgment "
           "| process CPU ms/judgment | load 1/5/15 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    ratios: dict[int, list[float]] = {}
-    for _ in range(runs):
-        for concurrency, n in n_per_level.items():
-            surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{time.time_ns()}")
-            jv = judge_create(name=f"bench c{concurrency} {time.time()}", surface=surface, user=admin, backend="openai",
-                              model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
-                              concurrency=concurrency)
-            run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
-                                          status="running", bypass_cache=True)
-            ids = list(sample.sample_items.values_list("item_id", flat=True))
-            start, thread_start, process_start = time.perf_counter(), time.thread_time(), time.process_time()
-            judge_run_chunk(run_id=run.pk, item_ids=ids)
-            wall = time.perf_counter() - start
-            # The caller's thread: loading, prompt build, cache lookup, bulk DB writes and counters.
-            # The process: that plus the HTTP client on the engine's event-loop thread (one GIL).
-            caller_ms = (time.thread_time() - thread_start) / n * 1000
-            process_ms = (time.process_time() - process_start) / n * 1000
-            run.refresh_from_db()
-            assert run.done_items == n, (run.done_items, n)
-            rate = n / wall
-            ideal = concurrency / 0.2
-            ratios.setdefault(concurrency, []).append(100 * rate / ideal)
-            print(f"| {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% "
-                  f"| {caller_ms:.2f} | {process_ms:.2f} | {load()} |", flush=True)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    ratios: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
+    import judges.core.openai_backend as backend_module
+
+    if not hasattr(backend_module, "CLIENTS"):
+        clients = ("(the tree's own)",)  # a --code tree from before the endpoint client setting: the SDK
+    # Each run takes every client in turn, so their figures share the machine's moment.
+    for _, client, (concurrency, n) in ((r, c, level) for r in range(runs) for level in n_per_level.items()
+                                        for c in clients):
+        settings.SAGE_JUDGE_ENDPOINTS["fault"]["client"] = client
+        surface, version, sample, admin = make_items(n, f"tp-c{concurrency}-{time.time_ns()}")
+        jv = judge_create(name=f"bench c{concurrency} {time.time()}", surface=surface, user=admin, backend="openai",
+                          model_name="bench", endpoint_name="fault", policy_version=version, precedent_k=0,
+                          concurrency=concurrency)
+        run = JudgeRun.objects.create(judge_version=jv, sample=sample, total_items=sample.item_count,
+                                      status="running", bypass_cache=True)
+        ids = list(sample.sample_items.values_list("item_id", flat=True))
+        start, thread_start, process_start = time.perf_counter(), time.thread_time(), time.process_time()
+        judge_run_chunk(run_id=run.pk, item_ids=ids)
+        wall = time.perf_counter() - start
+        # The caller's thread: loading, prompt build, cache lookup, bulk DB writes and counters.
+        # The process: that plus the HTTP client on the engine's event-loop thread (one GIL).
+        caller_ms = (time.thread_time() - thread_start) / n * 1000
+        process_ms = (time.process_time() - process_start) / n * 1000
+        run.refresh_from_db()
+        assert run.done_items == n, (run.done_items, n)
+        rate = n / wall
+        ideal = concurrency / 0.2
+        ratios.setdefault((client, concurrency), []).append(100 * rate / ideal)
+        cpu.setdefault((client, concurrency), []).append(process_ms)
+        print(f"| {client} | {concurrency} | {n} | {wall:.2f} | {rate:.1f} | {ideal:.1f} | {100 * rate / ideal:.1f}% "
+              f"| {caller_ms:.2f} | {process_ms:.2f} | {load()} |", flush=True)
     if runs > 1:
-        print("medians: " + ", ".join(f"c={c} {statistics.median(r):.1f}%" for c, r in ratios.items()))
+        print("medians: " + ", ".join(f"{client} c={c} {statistics.median(r):.1f}% "
+                                      f"({statistics.median(cpu[client, c]):.2f} ms CPU/judgment)"
+                                      for (client, c), r in ratios.items()))
 
 
 # --- scale-out ---------------------------------------------------------------------------------
@@ -278,11 +297,13 @@ if __name__ == "__main__":
         parser.add_argument("--items", type=int, default=5120, help="scaleout: items in the run")
         parser.add_argument("--chunk", type=int, default=1280, help="scaleout: SAGE_JUDGE_CHUNK_SIZE")
         parser.add_argument("--concurrency", type=int, default=64, help="scaleout: per worker")
+        parser.add_argument("--clients", default="direct",
+                            help="throughput: the endpoint's clients to take in turn, e.g. direct,sdk")
         args = parser.parse_args(sys.argv[2:])
         CODE = args.code.resolve()
         sys.path.insert(0, str(CODE))
     if mode == "throughput":
-        throughput({1: 25, 16: 320, 64: 1280}, runs=args.runs)
+        throughput({1: 25, 16: 320, 64: 1280}, runs=args.runs, clients=tuple(args.clients.split(",")))
     elif mode == "scaleout":
         scaleout(args.items, args.chunk, args.concurrency, args.runs)
     elif mode == "faults":

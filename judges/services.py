@@ -563,7 +563,8 @@ def _backend_for(version: JudgeVersion):
         known = ", ".join(sorted(settings.SAGE_JUDGE_ENDPOINTS)) or "none"
         raise JudgeError(f"Endpoint {version.endpoint_name!r} is not configured on this worker (it knows: {known}); "
                          "give every worker the web server's SAGE_ENDPOINTS and SAGE_ENDPOINT_* variables.")
-    return get_backend(version.backend, base_url=endpoint["base_url"], api_key=endpoint["api_key"])
+    return get_backend(version.backend, base_url=endpoint["base_url"], api_key=endpoint["api_key"],
+                       client=endpoint.get("client", "direct"))
 
 
 def judge_run_chunk(*, run_id: int, item_ids: list[int]) -> int:

@@ -358,7 +358,8 @@ def _judge_endpoints() -> dict[str, dict[str, str]]:
 
     SAGE_ENDPOINTS=local,openai plus, per name, SAGE_ENDPOINT_<NAME>_BASE_URL, _API_KEY, _JSON_MODE
     (json_schema for OpenAI-style structured outputs; json_object_schema for llama.cpp's server) and
-    _CONTEXT_TOKENS (the model's context window, for servers that do not report it; 0: unknown).
+    _CONTEXT_TOKENS (the model's context window, for servers that do not report it; 0: unknown) and
+    _CLIENT (direct: SAGE's own lean HTTP client, the default; sdk: the official openai client).
     """
     endpoints = {}
     for name in env.list("SAGE_ENDPOINTS", ["local"]):
@@ -370,6 +371,7 @@ def _judge_endpoints() -> dict[str, dict[str, str]]:
             "json_mode": env.choice(prefix + "JSON_MODE", "json_object_schema" if local else "json_schema",
                                     ("json_schema", "json_object_schema")),
             "context_tokens": env.int(prefix + "CONTEXT_TOKENS", 0, minimum=0) or None,
+            "client": env.choice(prefix + "CLIENT", "direct", ("direct", "sdk")),
         }
     return endpoints
 

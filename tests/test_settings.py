@@ -79,6 +79,13 @@ def test_a_short_secret_key_is_refused(tmp_path):
     assert "SECRET_KEY must be at least 50 characters" in result.stderr
 
 
+def test_an_unknown_endpoint_client_is_refused_naming_the_variable(tmp_path):
+    result = run_python(["-c", PROBE], {"SAGE_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "sage.settings",
+                                        "SAGE_ENDPOINT_LOCAL_CLIENT": "curl"})
+    assert result.returncode != 0
+    assert "SAGE_ENDPOINT_LOCAL_CLIENT" in result.stderr and "curl" in result.stderr
+
+
 def test_every_variable_docker_compose_sets_is_read_by_the_settings():
     compose = (ROOT / "docker-compose.yml").read_text()
     example = (ROOT / ".env.example").read_text()

@@ -126,3 +126,13 @@ def test_the_estimate_counts_items_tokens_and_cost(fault_endpoint):
     estimate = judge_run_estimate(version=version, sample=sample)
     assert estimate.items == 6 and estimate.cached == 0
     assert estimate.tokens_in > 0 and estimate.cost > 0
+
+
+@pytest.mark.parametrize("client", ["direct", "sdk"])
+def test_the_endpoints_client_setting_picks_the_http_client(fault_endpoint, settings, client):
+    from judges.services import _backend_for
+
+    version, _, _ = judge_setup()
+    settings.SAGE_JUDGE_ENDPOINTS = {name: {**endpoint, "client": client}
+                                     for name, endpoint in settings.SAGE_JUDGE_ENDPOINTS.items()}
+    assert _backend_for(version).client_name == client

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from judges.core.engine import run_requests_sync
-from judges.core.openai_backend import OpenAIBackend
+from judges.core.openai_backend import CLIENTS, OpenAIBackend
 from judges.core.prompt import build_request
 from judges.core.types import JudgeItem
 from judges.testing.llama_server import LlamaServerUnavailable, check_available, running_llama_server
@@ -34,7 +34,8 @@ ITEMS = [
 ]
 
 
-def test_a_small_judge_run_through_llama_cpp():
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_small_judge_run_through_llama_cpp(client):
     rubric = make_rubric()
     config = make_config(model="local", json_mode="json_object_schema", max_tokens=160,
                          rationale_max_chars=200, concurrency=1, timeout_s=120, max_retries=1,
@@ -42,7 +43,7 @@ def test_a_small_judge_run_through_llama_cpp():
     requests = [build_request(POLICY, rubric, [], item, config) for item in ITEMS]
     outcomes = []
     with running_llama_server() as server:
-        run_requests_sync(OpenAIBackend(server.base_url), requests, config, on_outcome=outcomes.append)
+        run_requests_sync(OpenAIBackend(server.base_url, client=client), requests, config, on_outcome=outcomes.append)
     assert sorted(o.item_id for o in outcomes) == [1, 2]
     for outcome in outcomes:
         assert outcome.tokens_in > 0 and outcome.tokens_out > 0, outcome

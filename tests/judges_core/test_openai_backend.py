@@ -16,6 +16,7 @@ import pytest
 from judges.core.backends import BACKENDS, get_backend, parse_retry_after
 from judges.core.engine import run_requests_sync
 from judges.core.openai_backend import (
+    CLIENTS,
     OpenAIBackend,
     _completion,
     count_tokens,
@@ -27,18 +28,19 @@ from judges.testing.fault_server import running_fault_server
 from .conftest import make_config, make_requests
 
 
-def judge_all(base_url: str, n: int = 1, **config):
+def judge_all(base_url: str, n: int = 1, client: str = "direct", **config):
     config = make_config(**config)
     outcomes = []
-    run_requests_sync(OpenAIBackend(base_url), make_requests(n, config), config, on_outcome=outcomes.append,
-                      backoff_base_s=0.01)
+    run_requests_sync(OpenAIBackend(base_url, client=client), make_requests(n, config), config,
+                      on_outcome=outcomes.append, backoff_base_s=0.01)
     return sorted(outcomes, key=lambda o: o.item_id)
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("json_mode", ["json_schema", "json_object_schema"])
-def test_it_gets_parsed_labels_in_either_json_mode(json_mode):
+def test_it_gets_parsed_labels_in_either_json_mode(json_mode, client):
     with running_fault_server() as server:
-        [outcome] = judge_all(server.base_url, json_mode=json_mode)
+        [outcome] = judge_all(server.base_url, json_mode=json_mode, client=client)
     assert outcome.ok, outcome.error_message
     assert set(outcome.labels) == {"relevance", "freshness"}
     assert outcome.rationale.startswith("Deterministic fault-server judgment")
@@ -99,18 +101,20 @@ def test_out_of_scale_labels_twice_are_recorded():
     assert "outside the scale" in outcome.error_message
 
 
-def test_a_client_error_is_permanent_and_not_retried():
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_client_error_is_permanent_and_not_retried(client):
     with running_fault_server() as server:
-        [outcome] = judge_all(server.base_url + "/no-such-prefix", max_retries=5)
+        [outcome] = judge_all(server.base_url + "/no-such-prefix", max_retries=5, client=client)
         assert server.stats()["requests"] == 0
     assert outcome.error_kind == "permanent"
     assert "404" in outcome.error_message
     assert outcome.attempts == 1
 
 
-def test_a_prompt_over_the_models_context_is_a_context_length_error_and_not_retried():
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_prompt_over_the_models_context_is_a_context_length_error_and_not_retried(client):
     with running_fault_server(context_tokens=300) as server:
-        [outcome] = judge_all(server.base_url, max_tokens=200, max_retries=5)
+        [outcome] = judge_all(server.base_url, max_tokens=200, max_retries=5, client=client)
         assert server.stats()["requests"] == 1
     assert outcome.error_kind == "context_length" and outcome.attempts == 1
     assert outcome.error_message.startswith("HTTP 400:")
@@ -119,12 +123,12 @@ def test_a_prompt_over_the_models_context_is_a_context_length_error_and_not_retr
 
 @contextmanager
 def serving(routes: dict[str, tuple[int, object]]):
-    """A loopback HTTP server answering GET and POST on each path with (status, JSON body)."""
+    """A loopback HTTP server answering GET and POST on each path with (status, JSON body or raw bytes)."""
 
     class Handler(BaseHTTPRequestHandler):
         def answer(self) -> None:
             status, body = routes.get(self.path, (404, {"error": "not found"}))
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -157,17 +161,20 @@ def serving(routes: dict[str, tuple[int, object]]):
     {"object": "error", "type": "BadRequestError", "code": 400,
      "message": "This model's maximum context length is 2048 tokens. However, you requested 3100 tokens."},
 ])
-def test_every_servers_way_of_saying_the_prompt_is_too_long_is_a_context_length_error(error):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_every_servers_way_of_saying_the_prompt_is_too_long_is_a_context_length_error(error, client):
     with serving({"/v1/chat/completions": (400, {"error": error})}) as url:
-        [outcome] = judge_all(url)
+        [outcome] = judge_all(url, client=client)
     assert outcome.error_kind == "context_length", outcome.error_message
 
 
-def test_another_bad_request_stays_permanent():
+@pytest.mark.parametrize("client", CLIENTS)
+def test_another_bad_request_stays_permanent(client):
     error = {"message": "Invalid value for 'temperature'", "type": "invalid_request_error", "code": "invalid_value"}
     with serving({"/v1/chat/completions": (400, {"error": error})}) as url:
-        [outcome] = judge_all(url)
+        [outcome] = judge_all(url, client=client)
     assert outcome.error_kind == "permanent"
+    assert outcome.error_message == "HTTP 400: Invalid value for 'temperature'"
 
 
 def test_the_context_window_is_read_from_servers_that_report_it():
@@ -203,12 +210,14 @@ def test_prompts_are_counted_with_the_servers_tokenizer_where_it_offers_one():
         assert count_tokens(openai_like.base_url, "", "m", "some text") is None
 
 
-def test_an_unreachable_endpoint_is_a_connection_error_after_retries():
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_unreachable_endpoint_is_a_connection_error_after_retries(client):
     with running_fault_server() as server:
         url = server.base_url
-    [outcome] = judge_all(url, max_retries=2)  # the server is gone now
+    [outcome] = judge_all(url, max_retries=2, client=client)  # the server is gone now
     assert outcome.error_kind == "connection_error"
     assert outcome.attempts == 3
+    assert f"cannot connect to {url}" in outcome.error_message
 
 
 def test_retry_after_is_read_as_seconds_or_an_http_date():
@@ -246,11 +255,12 @@ def test_no_request_asks_the_sdk_for_a_uuid4(monkeypatch):
 
     monkeypatch.setattr(base_client.BaseClient, "_idempotency_key", no_uuid4)
     with running_fault_server() as server:
-        outcomes = judge_all(server.base_url, n=5, concurrency=2)
+        outcomes = judge_all(server.base_url, n=5, concurrency=2, client="sdk")
     assert [o.ok for o in outcomes] == [True] * 5, [o.error_message for o in outcomes]
 
 
-def test_clients_share_one_tls_context_that_still_verifies(monkeypatch):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_clients_share_one_tls_context_that_still_verifies(monkeypatch, client):
     """A client is made per chunk; the CA bundle is loaded once per process, not per client, and the
     shared context verifies certificates and host names like the SDK's default."""
     import asyncio
@@ -269,8 +279,91 @@ def test_clients_share_one_tls_context_that_still_verifies(monkeypatch):
 
     async def two_clients():
         for _ in range(2):
-            backend = OpenAIBackend("https://models.example.invalid/v1")
+            backend = OpenAIBackend("https://models.example.invalid/v1", client=client)
             await backend.warm()
             await backend.aclose()
 
     asyncio.run(two_clients())
+
+
+@pytest.mark.parametrize("status, body, kind, message", [
+    (429, {"error": {"message": "Slow down", "type": "requests"}}, "rate_limited", "HTTP 429: Slow down"),
+    (503, "<html>bad gateway</html>", "server_error", "HTTP 503: <html>bad gateway</html>"),
+    (401, {"error": "invalid api key"}, "permanent", "HTTP 401: invalid api key"),
+    (408, {"message": "request timeout"}, "timeout", "HTTP 408: request timeout"),
+])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_both_clients_say_the_same_about_an_error_answer(client, status, body, kind, message):
+    with serving({"/v1/chat/completions": (status, body)}) as url:
+        [outcome] = judge_all(url, client=client, max_retries=0)
+    assert outcome.error_kind == kind
+    assert outcome.error_message.startswith(message), outcome.error_message
+
+
+def test_a_2xx_answer_that_is_not_json_is_retried_then_recorded():
+    """A proxy's HTML page or a cut-off body under 200 is not the model's answer: worth another try,
+    then an error on the item, never a parse of HTML."""
+    with serving({"/v1/chat/completions": (200, b"<html>captive portal</html>")}) as url:
+        [outcome] = judge_all(url, max_retries=1)
+    assert outcome.error_kind == "server_error" and outcome.attempts == 2
+    assert "HTTP 200 with a body that is not JSON" in outcome.error_message
+
+
+def test_an_unknown_client_is_refused():
+    with pytest.raises(ValueError, match="unknown OpenAI-compatible client 'curl'; known: direct, sdk"):
+        OpenAIBackend("http://127.0.0.1:1/v1", client="curl")
+
+
+def test_the_direct_client_sends_what_the_sdk_sends():
+    """The same path, body and headers that matter from both clients: a server cannot tell them apart."""
+    seen: list[tuple[str, dict, str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body, self.headers["Authorization"], self.headers["Content-Type"]))
+            data = json.dumps({"choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        for client in CLIENTS:
+            config = make_config(max_retries=0)
+            run_requests_sync(OpenAIBackend(url, "secret", client=client), make_requests(1, config), config,
+                              on_outcome=lambda outcome: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Each client: the call and its repair turn ("{}" is no judgment).
+    assert len(seen) == 4
+    assert seen[:2] == seen[2:]
+    path, body, authorization, content_type = seen[0]
+    assert (path, authorization, content_type) == ("/v1/chat/completions", "Bearer secret", "application/json")
+    assert body["model"] and body["messages"] and body["response_format"]["type"] == "json_schema"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_requests_go_through_the_environments_proxy_unless_no_proxy_exempts_the_host(client, monkeypatch):
+    """The direct client reads HTTP(S)_PROXY and NO_PROXY once per client, not per request; both
+    clients honour them."""
+    completion = {"choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}]}
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # A forward proxy sees the absolute URL on its request line.
+    with serving({"http://models.example.invalid/v1/chat/completions": (200, completion)}) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url.removesuffix("/v1"))
+        [through] = judge_all("http://models.example.invalid/v1", client=client, max_retries=0)
+        monkeypatch.setenv("NO_PROXY", "models.example.invalid")
+        [direct] = judge_all("http://models.example.invalid/v1", client=client, max_retries=0)
+    assert through.error_kind == "missing_field", through.error_message  # the proxy's "{}" arrived
+    assert direct.error_kind == "connection_error", direct.error_message  # no such host without it
