@@ -34,6 +34,16 @@ def test_the_role_groups_exist_after_migrate():
     assert set(Group.objects.values_list("name", flat=True)) >= {"reviewer", "analyst", "admin"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_role_groups_come_back_after_a_flush():
+    """A flush (as every transactional test ends with) empties auth_group; migrate's signal refills it,
+    so no test depends on which ran before it."""
+    from django.contrib.auth.models import Group
+
+    call_command("flush", interactive=False, verbosity=0)
+    assert set(Group.objects.values_list("name", flat=True)) >= {"reviewer", "analyst", "admin"}
+
+
 def test_admins_hold_every_role(admin_user, reviewer):
     assert has_role(admin_user, Role.REVIEWER)
     assert has_role(reviewer, Role.REVIEWER)
