@@ -231,7 +231,8 @@ def scaleout(items: int, chunk: int, concurrency: int, runs: int) -> None:
 
         tick = os.sysconf("SC_CLK_TCK")
         postmaster = _postmaster_pid()
-        print(f"code: {CODE}; {items} items in chunks of {chunk}, c={concurrency} per worker, 200 ms server")
+        print(f"code: {CODE}; {items} items in chunks of {chunk or 'the automatic size'}, c={concurrency} per worker, "
+              "200 ms server")
         print("| workers | items | wall s | judgments/s | ideal/s | % of ideal | worker CPU ms/judgment "
               "| server CPU ms/judgment | PostgreSQL CPU ms/judgment | load 1/5/15 |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -295,7 +296,7 @@ if __name__ == "__main__":
         parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose judge code runs")
         parser.add_argument("--runs", type=int, default=1, help="repeat each measurement; medians at the end")
         parser.add_argument("--items", type=int, default=5120, help="scaleout: items in the run")
-        parser.add_argument("--chunk", type=int, default=1280, help="scaleout: SAGE_JUDGE_CHUNK_SIZE")
+        parser.add_argument("--chunk", type=int, default=1280, help="scaleout: SAGE_JUDGE_CHUNK_SIZE (0: automatic)")
         parser.add_argument("--concurrency", type=int, default=64, help="scaleout: per worker")
         parser.add_argument("--clients", default="direct",
                             help="throughput: the endpoint's clients to take in turn, e.g. direct,sdk")

@@ -473,6 +473,18 @@ def _pending_item_ids(run: JudgeRun, among: Iterable[int] | None = None) -> list
     return [item_id for item_id in ordered if item_id not in judged]
 
 
+# A chunk pays one model latency of ramp-up and one of tail: at c=64 the old fixed 100 items (1.6
+# waves) kept a worker at 62-64% of ideal, 4 waves (256) at 81-84% (BENCHMARKS.md "Chunk size").
+CHUNK_WAVES = 4
+
+
+def judge_chunk_size(version: JudgeVersion) -> int:
+    """Items per chunk task: SAGE_JUDGE_CHUNK_SIZE where set, else 100 or CHUNK_WAVES waves of the
+    version's concurrency, whichever is more. A chunk then lasts about CHUNK_WAVES model latencies
+    whatever the concurrency, which is what CELERY_VISIBILITY_TIMEOUT must exceed."""
+    return settings.SAGE_JUDGE_CHUNK_SIZE or max(100, CHUNK_WAVES * version.concurrency)
+
+
 def judge_run_execute(*, run_id: int) -> int:
     """Claim a queued run and fan its pending items out in chunks; returns the number of chunks."""
     from .tasks import judge_run_chunk_task
@@ -485,7 +497,7 @@ def judge_run_execute(*, run_id: int) -> int:
         return 0  # already claimed by a redelivered task, cancelled, or finished
     run = JudgeRun.objects.get(pk=run_id)
     pending = _pending_item_ids(run)
-    size = settings.SAGE_JUDGE_CHUNK_SIZE
+    size = judge_chunk_size(run.judge_version)
     chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
     for chunk in chunks:
         judge_run_chunk_task.delay(run_id, chunk)

@@ -377,8 +377,10 @@ def _judge_endpoints() -> dict[str, dict[str, str]]:
 
 
 SAGE_JUDGE_ENDPOINTS = _judge_endpoints()
-# Items per Celery chunk task of a judge run: small enough that a killed worker loses little.
-SAGE_JUDGE_CHUNK_SIZE = env.int("SAGE_JUDGE_CHUNK_SIZE", 100, minimum=1)
+# Items per Celery chunk task of a judge run: small enough that a killed worker loses little, large
+# enough to keep the judge's concurrency busy. 0 (the default): 100, or 4 waves of the judge version's
+# concurrency where that is more (judges.services.judge_chunk_size).
+SAGE_JUDGE_CHUNK_SIZE = env.int("SAGE_JUDGE_CHUNK_SIZE", 0, minimum=0)
 SAGE_JUDGE_TIMEOUT_S = env.int("SAGE_JUDGE_TIMEOUT_S", 60, minimum=1)
 # A run whose items ended in errors more often than this ends "finished with errors" (all: failed).
 SAGE_JUDGE_ERROR_PERCENT = env.int("SAGE_JUDGE_ERROR_PERCENT", 50, minimum=0)

@@ -136,3 +136,31 @@ def test_the_endpoints_client_setting_picks_the_http_client(fault_endpoint, sett
     settings.SAGE_JUDGE_ENDPOINTS = {name: {**endpoint, "client": client}
                                      for name, endpoint in settings.SAGE_JUDGE_ENDPOINTS.items()}
     assert _backend_for(version).client_name == client
+
+
+@pytest.mark.parametrize("configured, concurrency, size", [
+    (0, 8, 100),     # the default: 100 items...
+    (0, 64, 256),    # ...or 4 waves of the judge's concurrency where that is more
+    (5, 64, 5),      # a configured size is taken as it is
+    (1000, 8, 1000),
+])
+def test_a_chunk_holds_several_waves_of_the_judges_concurrency_unless_a_size_is_set(
+        fault_endpoint, settings, configured, concurrency, size):
+    from judges.services import judge_chunk_size
+
+    settings.SAGE_JUDGE_CHUNK_SIZE = configured
+    version, _, _ = judge_setup(concurrency=concurrency)
+    assert judge_chunk_size(version) == size
+
+
+def test_a_high_concurrency_run_fans_out_in_chunks_of_four_waves(fault_endpoint, monkeypatch, settings):
+    from judges.models import JudgeRun
+    from judges.services import judge_run_execute
+
+    settings.SAGE_JUDGE_CHUNK_SIZE = 0
+    version, sample, _ = judge_setup(queries=30, depth=10, concurrency=32)  # 300 items; 4 waves = 128
+    queued: list[list[int]] = []
+    monkeypatch.setattr("judges.tasks.judge_run_chunk_task.delay", lambda run_id, item_ids: queued.append(item_ids))
+    run = JudgeRun.objects.create(judge_version=version, sample=sample, total_items=sample.item_count)
+    assert judge_run_execute(run_id=run.pk) == 3
+    assert [len(chunk) for chunk in queued] == [128, 128, 44]
