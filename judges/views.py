@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -16,7 +15,7 @@ from .forms import JudgeCreateForm, JudgeVersionForm, RunStartForm
 from .injection_check import latest_checks
 from .models import Judge, JudgeRun, JudgeVersion, Judgment
 from .costs import teacher_costs
-from .selectors import judges_for_index, run_judgments, run_stats, runs_for_index, version_promotions
+from .selectors import judges_for_index, run_judgments_page, run_stats, runs_for_index, version_promotions
 from .services import (
     JudgeError,
     judge_create,
@@ -127,7 +126,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             response["HX-Refresh"] = "true"
         return response
     status, kind = request.GET.get("status", ""), request.GET.get("error_kind", "")
-    page = Paginator(run_judgments(run, status=status, error_kind=kind), 50).get_page(request.GET.get("page"))
+    page = run_judgments_page(run, status=status, error_kind=kind, page=request.GET.get("page"))
     return render(request, "judges/run_detail.html", {**_run_context(run), "page": page, "status_filter": status,
                                                       "kind_filter": kind, "can_run": has_role(request.user, Role.ANALYST)})
 
