@@ -59,6 +59,33 @@ def most_recently_judged(policies: list[Policy]) -> Policy | None:
     return next((p for p in policies if p.pk == wanted), policies[0] if policies else None)
 
 
+# How long an ended run's paired labels and coverage are kept per process; the key holds the labels'
+# token, so a human label added or corrected is seen at once.
+ENDED_RUN_CACHE_S = 3600
+
+
+def _ended_run_cached(run: JudgeRun, name: str, compute, *, labels: bool = True) -> Any:
+    """`compute()` for an ended run, kept per process until its judgments or (with `labels`) the human
+    labels change; a running run's is computed every time. The drill-down and before/after pages
+    otherwise re-read a big run's paired labels on every view (2-2.5 s per run and dimension at 1M
+    judgments, BENCHMARKS.md "Ten runs of 1M"). The key holds the run's creation time, so a reused id
+    (SQLite after a rollback) cannot match."""
+    if run.is_active:
+        return compute()
+    key = (f"sage:run:{name}:{run.pk}:{run.created_at.timestamp()}:{run.status}:{run.done_items}:"
+           + (labels_token() if labels else ""))
+    cached = cache.get(key)
+    if cached is None:
+        cached = compute()
+        cache.set(key, cached, ENDED_RUN_CACHE_S)
+    return cached
+
+
+def paired_with_humans(run: JudgeRun, dimension: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """`run_paired_with_humans`, kept for an ended run (see `_ended_run_cached`)."""
+    return _ended_run_cached(run, f"paired:{dimension}", lambda: run_paired_with_humans(run, dimension))
+
+
 def consensus_description() -> dict[str, Any]:
     """The human-consensus rule as pages state it, with the gold labellers by name."""
     gold = list(GoldLabeller.objects.select_related("user").values_list("user__username", flat=True))
@@ -166,7 +193,7 @@ def segment_breakdown(run: JudgeRun, *, metric: str, max_items: int = 200_000) -
     if run.total_items > max_items:
         return None  # decided before loading a million labels
     dim = run.judge_version.policy_version.parsed_rubric().overall
-    common, judge, human, _ = run_paired_with_humans(run, dim.key)
+    common, judge, human, _ = paired_with_humans(run, dim.key)
     if common.size == 0:
         return None
     info = dict((pk, (qid, seg)) for pk, qid, seg in Item.objects.filter(pk__in=common.tolist())
@@ -200,7 +227,7 @@ def clause_breakdown(run: JudgeRun) -> list[tuple[str, int, int, int]]:
 def cell_items(run: JudgeRun, *, dimension: str, judge_value: int, human_value: int, limit: int = 200) -> list[dict[str, Any]]:
     """The items behind one confusion-matrix cell, each with every latest human label on it (who, what
     value, under which policy version, whether gold) that its consensus came from."""
-    common, judge, human, _ = run_paired_with_humans(run, dimension)
+    common, judge, human, _ = paired_with_humans(run, dimension)
     mask = (judge == judge_value) & (human == human_value)
     ids = common[mask][:limit].tolist()
     judgments = {j.item_id: j for j in Judgment.objects.filter(run=run, item_id__in=ids).select_related("item__query", "item__document")}
@@ -234,6 +261,10 @@ def triage_queryset(*, run_id: str = "", dimension: str = "", min_distance: str 
 
 def run_coverage(run: JudgeRun) -> dict[str, int]:
     """How many of the run's sample items have a usable judgment, an error, or nothing at all."""
+    return _ended_run_cached(run, "coverage", lambda: _run_coverage(run), labels=False)
+
+
+def _run_coverage(run: JudgeRun) -> dict[str, int]:
     items = run.sample.sample_items.count()
     ok = Judgment.objects.filter(run=run, status=Judgment.Status.OK).count()
     errors = Judgment.objects.filter(run=run).exclude(status=Judgment.Status.OK).count()
@@ -246,7 +277,7 @@ def _paired_sets(run: JudgeRun, min_distance: int) -> tuple[set[tuple[int, str]]
     paired: set[tuple[int, str]] = set()
     disagree: set[tuple[int, str]] = set()
     for dim in run.judge_version.policy_version.parsed_rubric().dimensions:
-        common, judge, human, _ = run_paired_with_humans(run, dim.key)
+        common, judge, human, _ = paired_with_humans(run, dim.key)
         far = np.abs(judge - human) >= min_distance
         paired.update((int(i), dim.key) for i in common.tolist())
         disagree.update((int(i), dim.key) for i in common[far].tolist())
@@ -269,6 +300,10 @@ def run_comparison(old: JudgeRun, new: JudgeRun) -> dict[str, Any]:
     old_snaps = {s.dimension: s for s in run_agreement(old)}
     new_snaps = {s.dimension: s for s in run_agreement(new)}
     coverage = {"old": run_coverage(old), "new": run_coverage(new)}
+    # Kept while both runs stay as they are (the old one's state is in the name, the new one's in the key).
+    diff = (disagreement_diff(old=old, new=new) if old.is_active else _ended_run_cached(
+        new, f"diff:{old.pk}:{old.created_at.timestamp()}:{old.status}:{old.done_items}",
+        lambda: disagreement_diff(old=old, new=new)))
     return {"dimensions": [(dim, old_snaps.get(dim), new_snaps.get(dim)) for dim in new_snaps if dim in old_snaps],
-            "diff": disagreement_diff(old=old, new=new), "coverage": coverage,
+            "diff": diff, "coverage": coverage,
             "nothing_judged": coverage["new"]["judged"] == 0}
