@@ -65,6 +65,21 @@ def fmt(times: list[float]) -> str:
     return f"{med * 1000:,.0f} ms" if med < 10 else f"{med:,.1f} s"
 
 
+def setup_postgres() -> tuple[float, float, float]:
+    """Django set up and migrated on PostgreSQL (exits otherwise); the load average before it."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        sys.exit("needs PostgreSQL: run under ./run bench or set DATABASE_URL=postgres://…")
+    load_before = os.getloadavg()
+    call_command("migrate", verbosity=0)
+    return load_before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--judgments", type=int, default=1_000_000)
@@ -81,16 +96,10 @@ def main() -> None:
     parser.add_argument("--skip-agreement", action="store_true", help="skip (a)-(c) (e.g. to rerun (d)-(f))")
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
+    load_before = setup_postgres()
     from django.core.management import call_command
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        sys.exit("needs PostgreSQL: run under ./run bench or set DATABASE_URL=postgres://…")
-    load_before = os.getloadavg()
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     call_command("calibration_synthetic", judgments=args.judgments, queries=args.queries,
                  humans_per_item=args.humans_per_item, human_fraction=args.human_fraction, seed=0,

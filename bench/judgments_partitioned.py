@@ -30,34 +30,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sage.settings")
-os.environ.setdefault("SAGE_MANIFEST_STATIC", "false")  # no collectstatic needed for the pages
-os.environ["ALLOWED_HOSTS"] = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost") + ",testserver"  # Client()
+
+# Its environment for Django (settings, static files, the test client's host) and its helpers.
+from bench.calibration_scale import fmt, setup_postgres, timed  # noqa: E402
 
 TABLE = "judges_judgment"
-
-
-def timed(fn, repeat: int) -> tuple[list[float], object]:
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return times, result
-
-
-def fmt(times: list[float]) -> str:
-    if not times:
-        return "—"
-    median = statistics.median(times)
-    return f"{median * 1000:.0f} ms" if median < 10 else f"{median:.1f} s"
 
 
 def columns(cursor) -> list[str]:
@@ -227,18 +210,11 @@ def main() -> None:
     parser.add_argument("--write-rows", type=int, default=100_000)
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    load_before = setup_postgres()
     from django.db import connection
 
     from judges.models import JudgeRun
 
-    if connection.vendor != "postgresql":
-        sys.exit("needs PostgreSQL: run under ./run bench or set DATABASE_URL=postgres://…")
-    load_before = os.getloadavg()
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     runs = build(args)
     total = sum(r.judgments.count() for r in runs)
