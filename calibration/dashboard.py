@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db.models import Count, F, Max, QuerySet
 
 from judges.models import JudgeRun, Judgment
+from judges.selectors import run_cached
 from policy.models import Policy
 from review.models import HumanLabel
 from sage.params import parse_int
@@ -59,31 +60,12 @@ def most_recently_judged(policies: list[Policy]) -> Policy | None:
     return next((p for p in policies if p.pk == wanted), policies[0] if policies else None)
 
 
-# How long an ended run's paired labels and coverage are kept per process; the key holds the labels'
-# token, so a human label added or corrected is seen at once.
-ENDED_RUN_CACHE_S = 3600
-
-
-def _ended_run_cached(run: JudgeRun, name: str, compute, *, labels: bool = True) -> Any:
-    """`compute()` for an ended run, kept per process until its judgments or (with `labels`) the human
-    labels change; a running run's is computed every time. The drill-down and before/after pages
-    otherwise re-read a big run's paired labels on every view (2-2.5 s per run and dimension at 1M
-    judgments, BENCHMARKS.md "Ten runs of 1M"). The key holds the run's creation time, so a reused id
-    (SQLite after a rollback) cannot match."""
-    if run.is_active:
-        return compute()
-    key = (f"sage:run:{name}:{run.pk}:{run.created_at.timestamp()}:{run.status}:{run.done_items}:"
-           + (labels_token() if labels else ""))
-    cached = cache.get(key)
-    if cached is None:
-        cached = compute()
-        cache.set(key, cached, ENDED_RUN_CACHE_S)
-    return cached
-
-
 def paired_with_humans(run: JudgeRun, dimension: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
-    """`run_paired_with_humans`, kept for an ended run (see `_ended_run_cached`)."""
-    return _ended_run_cached(run, f"paired:{dimension}", lambda: run_paired_with_humans(run, dimension))
+    """`run_paired_with_humans`, kept per process for an ended run until its judgments or the human
+    labels change (`run_cached`, the labels' token in the name). The drill-down and before/after
+    pages otherwise re-read a big run's paired labels on every view (2-2.5 s per run and dimension at
+    1M judgments, BENCHMARKS.md "Ten runs of 1M")."""
+    return run_cached(run, f"paired:{dimension}:{labels_token()}", lambda: run_paired_with_humans(run, dimension))
 
 
 def consensus_description() -> dict[str, Any]:
@@ -261,7 +243,7 @@ def triage_queryset(*, run_id: str = "", dimension: str = "", min_distance: str 
 
 def run_coverage(run: JudgeRun) -> dict[str, int]:
     """How many of the run's sample items have a usable judgment, an error, or nothing at all."""
-    return _ended_run_cached(run, "coverage", lambda: _run_coverage(run), labels=False)
+    return run_cached(run, "coverage", lambda: _run_coverage(run))
 
 
 def _run_coverage(run: JudgeRun) -> dict[str, int]:
@@ -301,8 +283,8 @@ def run_comparison(old: JudgeRun, new: JudgeRun) -> dict[str, Any]:
     new_snaps = {s.dimension: s for s in run_agreement(new)}
     coverage = {"old": run_coverage(old), "new": run_coverage(new)}
     # Kept while both runs stay as they are (the old one's state is in the name, the new one's in the key).
-    diff = (disagreement_diff(old=old, new=new) if old.is_active else _ended_run_cached(
-        new, f"diff:{old.pk}:{old.created_at.timestamp()}:{old.status}:{old.done_items}",
+    diff = (disagreement_diff(old=old, new=new) if old.is_active else run_cached(
+        new, f"diff:{old.pk}:{old.created_at.timestamp()}:{old.status}:{old.done_items}:{labels_token()}",
         lambda: disagreement_diff(old=old, new=new)))
     return {"dimensions": [(dim, old_snaps.get(dim), new_snaps.get(dim)) for dim in new_snaps if dim in old_snaps],
             "diff": diff, "coverage": coverage,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from django.core.cache import cache
@@ -13,6 +14,8 @@ from django.db.models import Count, QuerySet
 
 from .costs import run_cost_per_1k
 from .models import Judge, JudgeRun, Judgment
+
+T = TypeVar("T")
 
 
 def judges_for_index() -> QuerySet[Judge]:
@@ -34,26 +37,41 @@ class RunStats:
 
 # How long a running run's latency percentiles are reused: its page polls every 2 s.
 LATENCY_TTL_S = 30
+# How long an ended run's figures are kept at most; they are dropped sooner when the run changes.
+ENDED_RUN_CACHE_S = 3600
+_MISSING = object()
+
+
+def run_cached(run: JudgeRun, name: str, compute: Callable[[], T], *, active_ttl_s: int | None = None) -> T:
+    """`compute()`, kept per process (Django's cache): an ended run's until its counters change (a
+    resume and recount), a running one's for `active_ttl_s` (None: computed every time). For figures
+    that read all of a big run's judgments, a million rows, on every view of a page otherwise. `name`
+    carries whatever else the figure depends on (e.g. the human labels' token). The key holds the
+    run's creation time, so a reused id (SQLite after a rollback) cannot match."""
+    active = run.is_active
+    if active and active_ttl_s is None:
+        return compute()
+    key = (f"sage:run:{name}:{run.pk}:{run.created_at.timestamp()}:"
+           + ("active" if active else f"{run.status}:{run.done_items}"))
+    cached = cache.get(key, _MISSING)
+    if cached is _MISSING:
+        cached = compute()
+        cache.set(key, cached, active_ttl_s if active else ENDED_RUN_CACHE_S)
+    return cached
 
 
 def _latency_percentiles(run: JudgeRun) -> tuple[float | None, float | None]:
     """p50 and p95 of the run's own model calls (cache copies took no time). They read every
-    judgment's latency, a million rows for a big run (0.8 s at 10M judgments in the table), so each
-    process keeps them: an ended run's until its counters change, a running one's for LATENCY_TTL_S.
-    The key holds the run's creation time, so a reused id (SQLite after a rollback) cannot match."""
-    active = run.is_active
-    key = (f"judges:latency:{run.pk}:{run.created_at.timestamp()}:"
-           + ("active" if active else f"{run.status}:{run.done_items}"))
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    latencies = np.array(
-        Judgment.objects.filter(run=run, cached_from__isnull=True, latency_ms__gt=0).values_list("latency_ms", flat=True),
-        dtype=float,
-    )
-    p50, p95 = (np.percentile(latencies, [50, 95]).tolist() if latencies.size else (None, None))
-    cache.set(key, (p50, p95), LATENCY_TTL_S if active else None)
-    return p50, p95
+    judgment's latency (0.8 s for a 1M-item run among 10M judgments), so they are kept per process
+    (`run_cached`), a running run's for LATENCY_TTL_S."""
+    def compute() -> tuple[float | None, float | None]:
+        latencies = np.array(
+            Judgment.objects.filter(run=run, cached_from__isnull=True, latency_ms__gt=0)
+            .values_list("latency_ms", flat=True), dtype=float,
+        )
+        return tuple(np.percentile(latencies, [50, 95]).tolist()) if latencies.size else (None, None)
+
+    return run_cached(run, "latency", compute, active_ttl_s=LATENCY_TTL_S)
 
 
 def run_stats(run: JudgeRun) -> RunStats:

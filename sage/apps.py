@@ -9,11 +9,9 @@ def _ensure_role_groups(sender: AppConfig, *, using: str = "default", apps: Any 
     """The role groups after every migrate, not only the first: `flush` (and so every transactional
     test) empties auth_group and then sends post_migrate (without `apps`: then the installed ones),
     as Django's own permissions rely on."""
-    from .roles import Role
+    from .roles import ensure_role_groups
 
-    Group = apps.get_model("auth", "Group")
-    for role in Role:
-        Group.objects.using(using).get_or_create(name=role.value)
+    ensure_role_groups(using=using, group_model=apps.get_model("auth", "Group"))
 
 
 class SageConfig(AppConfig):

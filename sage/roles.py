@@ -17,9 +17,10 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-def ensure_role_groups() -> None:
+def ensure_role_groups(*, using: str = "default", group_model: type[Group] = Group) -> None:
+    """A group per role. `group_model` and `using`: a migration's or migrate signal's own."""
     for role in Role:
-        Group.objects.get_or_create(name=role.value)
+        group_model.objects.using(using).get_or_create(name=role.value)
 
 
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[Role]:

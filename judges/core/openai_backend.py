@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import itertools
 import json
 import os
@@ -318,10 +317,8 @@ class _SDKClient:
         # The SDK's aiohttp transport: httpx's connection pool costs CPU that grows with the number
         # of open connections, and at 64 in flight that, not the model server, capped a 2-core worker
         # (bench/README_judge_engine.md).
-        http_client = (openai.DefaultAioHttpClient(verify=_ssl_context())
-                       if importlib.util.find_spec("aiohttp") is not None else None)
         self.client: AsyncOpenAI = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, http_client=http_client,
+            base_url=base_url, api_key=api_key, http_client=openai.DefaultAioHttpClient(verify=_ssl_context()),
             max_retries=0,  # the engine retries, with backoff, jitter and the shared rate limit
         )
         # The SDK gives every POST without one an idempotency key made with uuid4() (OpenAI's client
