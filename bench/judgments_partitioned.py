@@ -15,7 +15,8 @@ on the product's own code at the largest size this machine holds:
 3. measures, with the plain table and then with the partitioned one renamed into its place (so the
    product's own queries, pages and writer run against each):
    (a) cold agreement of the last run with the humans (`agreement_run_vs_humans`);
-   (b) the judge run page and the calibration run page, warm (Django test client, server time);
+   (b) the pages of PAGES (Django test client, server time): the first view with empty caches,
+       and warm;
    (c) the product's writer (`sage.bulk.insert_ignoring_conflicts`, COPY) for a new run of
        `--write-rows`, into a partition made for it beforehand, and a redelivered chunk of 50
        (conflicts, through the staging table);
@@ -127,8 +128,20 @@ def swap() -> None:
         cursor.execute(f"ALTER TABLE {TABLE}_swap RENAME TO {TABLE}_part")
 
 
+# (key, url): the pages a user of a big run opens; {first} and {last} are the first and last run.
+PAGES = (
+    ("judge page", "/judges/runs/{last}/"),
+    ("calibration page", "/calibration/runs/{last}/"),
+    ("before/after page", "/calibration/compare/{first}/{last}/"),
+    ("cell page", "/calibration/runs/{last}/cell/?a=1&b=2"),
+    ("judges index", "/judges/"),
+    ("calibration dashboard", "/calibration/"),
+)
+
+
 def measure(args: argparse.Namespace, runs, label: str, new_run_factory) -> dict[str, object]:
     from django.contrib.auth import get_user_model
+    from django.core.cache import cache
     from django.db import connection, transaction
     from django.test import Client
 
@@ -148,9 +161,12 @@ def measure(args: argparse.Namespace, runs, label: str, new_run_factory) -> dict
     # As a run's end does: its agreement is stored, and its calibration page reads it.
     AgreementSnapshot.objects.filter(run=last).delete()
     agreement_snapshots(run=last)
-    for key, url in (("judge page", f"/judges/runs/{last.pk}/"), ("calibration page", f"/calibration/runs/{last.pk}/")):
-        response = client.get(url)  # warms snapshots and caches, as any first view does
+    cache.clear()  # each table's first views pay their reads (the caches are per process)
+    for key, url in PAGES:
+        url = url.format(first=runs[0].pk, last=last.pk)
+        first_view, response = timed(lambda url=url: client.get(url), 1)
         assert response.status_code == 200, (url, response.status_code)
+        out[f"{key} first"] = first_view
         out[key], _ = timed(lambda url=url: client.get(url), args.pages)
 
     # (c) the product's writer into a run of its own (a partition made for it first, as a run's
@@ -243,11 +259,13 @@ def main() -> None:
     print("|---|---:|---:|")
     p, q = results["plain"], results["partitioned"]
     for key, title in (("agreement", "cold agreement of one run (`agreement_run_vs_humans`)"),
-                       ("judge page", "judge run page, warm (server time)"),
-                       ("calibration page", "calibration run page, warm (server time)"),
+                       *((k, f"{k}: first view / warm (server time)") for k, _ in PAGES),
                        ("redelivered chunk", "a redelivered 50-row chunk (conflicts → staging table)"),
                        ("retention", f"remove one run's {args.per_run:,} judgments (rolled back)")):
-        print(f"| {title} | {fmt(p[key])} | {fmt(q[key])} |")
+        if f"{key} first" in p:
+            print(f"| {title} | {fmt(p[f'{key} first'])} / {fmt(p[key])} | {fmt(q[f'{key} first'])} / {fmt(q[key])} |")
+        else:
+            print(f"| {title} | {fmt(p[key])} | {fmt(q[key])} |")
     print(f"| product writer, {args.write_rows:,} rows of a new run (rows/s) | {p['write rows/s']:,.0f} "
           f"| {q['write rows/s']:,.0f} |")
     print(f"| kappa of that run (same answer) | {p['kappa']} | {q['kappa']} |")
