@@ -2,7 +2,8 @@
 segment and clause breakdowns, drill-down to items, before/after comparisons.
 
 Nothing here writes: a page that finds a stored agreement stale computes it afresh and shows it
-unsaved (`services.agreement_snapshots` stores them, from POSTs and the demo loader)."""
+unsaved, kept per process for an ended run (`services.agreement_snapshots` stores them, from POSTs
+and the demo loader)."""
 
 from __future__ import annotations
 
@@ -83,8 +84,12 @@ def run_agreement(run: JudgeRun, *, n_resamples: int = 1000) -> list[AgreementSn
                     if s.dimension in dims else len(dims))
     if stored and len(stored) == len(dims) and all(s.labels_token == token for s in stored):
         return stored
-    return [AgreementSnapshot(run=run, dimension=r.dimension, **snapshot_fields(r, token))
-            for r in agreement_run_vs_humans(run, n_resamples=n_resamples)]
+    # Nothing stored yet (a run that just ended; snapshots are stored by POSTs): kept per process
+    # instead, or the dashboard recomputed every such run on every view (17 s for ten 1M-judgment
+    # runs, BENCHMARKS.md "Ten runs of 1M").
+    return run_cached(run, f"agreement:{n_resamples}:{token}", lambda: [
+        AgreementSnapshot(run=run, dimension=r.dimension, **snapshot_fields(r, token))
+        for r in agreement_run_vs_humans(run, n_resamples=n_resamples)])
 
 
 @dataclass
@@ -171,9 +176,14 @@ def confusion_charts(run: JudgeRun, snapshots: list[AgreementSnapshot]) -> list[
 
 
 def segment_breakdown(run: JudgeRun, *, metric: str, max_items: int = 200_000) -> dict[str, Any] | None:
-    """Agreement on the overall dimension per query segment (skipped for very large runs)."""
+    """Agreement on the overall dimension per query segment (skipped for very large runs), kept per
+    process for an ended run: its bootstraps took 0.66 s of every run page view at 200k items."""
     if run.total_items > max_items:
         return None  # decided before loading a million labels
+    return run_cached(run, f"segments:{metric}:{labels_token()}", lambda: _segment_breakdown(run, metric))
+
+
+def _segment_breakdown(run: JudgeRun, metric: str) -> dict[str, Any] | None:
     dim = run.judge_version.policy_version.parsed_rubric().overall
     common, judge, human, _ = paired_with_humans(run, dim.key)
     if common.size == 0:

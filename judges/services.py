@@ -480,8 +480,8 @@ CHUNK_WAVES = 4
 
 def judge_chunk_size(version: JudgeVersion) -> int:
     """Items per chunk task: SAGE_JUDGE_CHUNK_SIZE where set, else 100 or CHUNK_WAVES waves of the
-    version's concurrency, whichever is more. A chunk then lasts about CHUNK_WAVES model latencies
-    whatever the concurrency, which is what CELERY_VISIBILITY_TIMEOUT must exceed."""
+    version's concurrency, whichever is more. A chunk lasts size / concurrency model latencies (4
+    above concurrency 25, more below it), which CELERY_VISIBILITY_TIMEOUT must exceed."""
     return settings.SAGE_JUDGE_CHUNK_SIZE or max(100, CHUNK_WAVES * version.concurrency)
 
 

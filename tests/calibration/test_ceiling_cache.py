@@ -55,3 +55,23 @@ def test_an_ended_runs_paired_labels_are_read_once_until_a_label_changes(monkeyp
                               revision=label.revision + 1)
     assert dashboard.cell_items(run, dimension="relevance", judge_value=3, human_value=3) == []
     assert len(calls) == 2
+
+
+@pytest.mark.django_db
+def test_an_ended_runs_unstored_agreement_is_computed_once_until_a_label_changes(monkeypatch):
+    """Snapshots are stored by POSTs only; a run that just ended has none, and every calibration page
+    showing it recomputed its agreement on every view (2 s per 1M-judgment run)."""
+    run, _items, _analyst = calibrated_run(judge_labels=[3, 0, 1, 2], human_labels=[[3, 0, 1, 2]])
+    calls = []
+    real = dashboard.agreement_run_vs_humans
+    monkeypatch.setattr(dashboard, "agreement_run_vs_humans", lambda *a, **k: calls.append(a) or real(*a, **k))
+
+    first = dashboard.run_agreement(run, n_resamples=50)
+    assert first[0].n == 4 and first[0].pk is None and len(calls) == 1  # shown, not stored
+    assert [s.n for s in dashboard.run_agreement(run, n_resamples=50)] == [4] and len(calls) == 1
+
+    label = HumanLabel.objects.filter(is_latest=True).order_by("pk").first()
+    HumanLabel.objects.create(item=label.item, reviewer=UserFactory(username="later"), policy_version=label.policy_version,
+                              rubric_hash=label.rubric_hash, labels={"relevance": 0}, source=label.source)
+    dashboard.run_agreement(run, n_resamples=50)
+    assert len(calls) == 2
